@@ -1,0 +1,197 @@
+"""The one HTTP client both connectors share, with the one retry policy.
+
+Responses are classified once, in `_classify`:
+- retriable: 408, 429, 5xx, transport errors and timeouts, a body that is not valid JSON
+  (a truncated answer); backoff is exponential with jitter, `Retry-After` is a floor, and the
+  number of attempts is capped;
+- empty: 404 when the source uses it for "no data" (the contact center does);
+- fatal: 401/403 (`AuthenticationFailed`) and any other 4xx (`SourceRejected`, with the
+  server's own message).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
+from tenacity.wait import wait_exponential_jitter
+
+from .errors import AuthenticationFailed, RetriableError, SourceRejected, SourceUnavailable
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying one request before giving up."""
+
+    attempts: int = 6                # total attempts, the first included
+    initial_wait: float = 0.5        # seconds before the first retry
+    max_wait: float = 30.0           # cap of one backoff step
+    jitter: float = 0.5              # up to this many seconds added at random
+    max_elapsed: float = 300.0       # never spend longer than this on one request
+    max_retry_after: float = 120.0   # a Retry-After above this is treated as this
+
+
+@dataclass
+class CallStats:
+    """Counters for the run ledger; shared by the threads of one client."""
+
+    calls: int = 0
+    retries: int = 0
+    throttled: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, *, calls: int = 0, retries: int = 0, throttled: int = 0) -> None:
+        with self._lock:
+            self.calls += calls
+            self.retries += retries
+            self.throttled += throttled
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {"calls": self.calls, "retries": self.retries, "throttled": self.throttled}
+
+
+class SourceClient:
+    """JSON over HTTP to one source system, with auth, timeouts and bounded retries."""
+
+    def __init__(self, system: str, base_url: str, *, auth: httpx.Auth | None = None,
+                 timeout: float = 30.0, retry: RetryPolicy | None = None,
+                 not_found_is_empty: bool = False, max_connections: int = 8,
+                 transport: httpx.BaseTransport | None = None):
+        self.system = system
+        self.retry = retry or RetryPolicy()
+        self.not_found_is_empty = not_found_is_empty
+        self.stats = CallStats()
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"), auth=auth, timeout=timeout, transport=transport,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            headers={"Accept": "application/json", "User-Agent": "wfm-pipelines"},
+        )
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "SourceClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request_json(self, method: str, path: str, *, params: dict[str, str] | None = None,
+                     json: Any = None, label: str | None = None, retry: bool = True) -> Any:
+        """The decoded JSON body, or None for a 404 that means "no data".
+
+        `retry=False` makes exactly one attempt: for a call that is not idempotent (1C's
+        sendFactWorkTime creates a document per call), the caller resolves a lost answer itself.
+        """
+        endpoint = label or f"{method} {path}"
+        last: list[RetriableError] = []
+
+        def attempt() -> Any:
+            self.stats.add(calls=1)
+            try:
+                response = self._http.request(method, path, params=params,
+                                              content=orjson.dumps(json) if json is not None else None,
+                                              headers={"Content-Type": "application/json"} if json is not None else None)
+            except httpx.TransportError as exc:
+                raise RetriableError(_transport_detail(exc)) from None
+            return self._classify(response, endpoint)
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            if isinstance(error, RetriableError):
+                last[:] = [error]
+                self.stats.add(retries=1, throttled=int(error.status == 429))
+
+        policy = self.retry if retry else RetryPolicy(attempts=1)
+        retrying = Retrying(
+            stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_elapsed),
+            wait=_wait_with_retry_after(policy),
+            retry=retry_if_exception_type(RetriableError),
+            before_sleep=before_sleep, reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except RetriableError as exc:
+            attempts = retrying.statistics.get("attempt_number", policy.attempts)
+            if exc.status == 429:
+                self.stats.add(throttled=1)
+            raise SourceUnavailable(self.system, endpoint, exc.detail, attempts) from None
+        except AuthenticationFailed as exc:
+            raise AuthenticationFailed(self.system, endpoint, exc.detail) from None
+
+    def _classify(self, response: httpx.Response, endpoint: str) -> Any:
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return orjson.loads(response.content) if response.content.strip() else None
+            except orjson.JSONDecodeError:
+                raise RetriableError(f"HTTP {status} with a truncated or invalid JSON body", status=status) from None
+        if status == 404 and self.not_found_is_empty:
+            return None
+        if status in (401, 403):
+            raise AuthenticationFailed(self.system, endpoint, f"authentication failed (HTTP {status})")
+        if status in (408, 429) or status >= 500:
+            raise RetriableError(f"HTTP {status}{_server_message(response)}", status=status,
+                                 retry_after=_retry_after(response))
+        raise SourceRejected(self.system, endpoint, status, _server_message(response).lstrip(": ") or "no message")
+
+
+def _wait_with_retry_after(policy: RetryPolicy):
+    backoff = wait_exponential_jitter(initial=policy.initial_wait, max=policy.max_wait, jitter=policy.jitter)
+
+    def wait(state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        floor = getattr(error, "retry_after", None) or 0.0
+        return max(backoff(state), min(floor, policy.max_retry_after))
+
+    return wait
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait from a Retry-After header, in either of its two forms."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _server_message(response: httpx.Response) -> str:
+    """`: message` from the contract's error body {field, message, description}, or the text."""
+    text = response.text.strip()
+    if not text:
+        return f" {response.reason_phrase}".rstrip()
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return ": " + " ".join(text.split())[:200]
+    if isinstance(body, dict):
+        parts = [str(body[k]) for k in ("field", "message", "description") if body.get(k)]
+        if parts:
+            return ": " + " — ".join(parts)[:300]
+    return ": " + " ".join(text.split())[:200]
+
+
+def _transport_detail(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "connection dropped or body truncated"
+    return f"transport error ({type(exc).__name__})"

@@ -1,0 +1,268 @@
+"""Turning a source's JSON into typed Arrow rows, without losing the rows that do not fit.
+
+A stream declares its columns as `Field`s: the column name, the source key (with the spelling
+variants real installations use), and a type. `flatten` walks the payload (exploding a nested
+list such as `states` or `historicData`) into columns of raw values; `to_arrow` converts each
+column in one vectorised step and only falls back to row-by-row conversion when that step
+fails, so one bad value rejects one row — with the field, the value and the reason — and the
+rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+    "date": pa.date32(),
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "bool": pa.bool_(),
+    "json": pa.string(),
+    "text_list": pa.list_(pa.string()),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column of a stream and where its value comes from."""
+
+    column: str
+    source: str | tuple[str, ...] | Callable[[dict], Any]  # first key present wins: ("agentId", "agentID")
+    type: str = "text"
+    required: bool = True
+    parent: bool = False            # read from the enclosing record of an exploded list
+    default: Any = None             # the value of an absent optional key
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        if callable(self.source):
+            return (self.column,)
+        return (self.source,) if isinstance(self.source, str) else self.source
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return ARROW_TYPES[self.type]
+
+
+@dataclass
+class Reject:
+    """A record that could not become a row."""
+
+    reason: str          # one line: which field, which value, why
+    field: str | None
+    record: dict[str, Any]
+
+
+@dataclass
+class Parsed:
+    """Typed rows plus the raw record behind each row, and the rejects."""
+
+    table: pa.Table
+    records: list[dict[str, Any]]
+    rejects: list[Reject] = field(default_factory=list)
+
+
+def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iterable[Any]] | None = None,
+            explode: str | None = None) -> tuple[dict[str, list[Any]], list[dict[str, Any]], list[Reject]]:
+    """Raw values per column, the raw record of each row, and records too broken to read."""
+    columns: dict[str, list[Any]] = {f.column: [] for f in fields}
+    records: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
+    items = root(payload) if root else payload
+    if items is None:
+        return columns, records, rejects
+    if not isinstance(items, list):
+        raise ValueError(f"expected a JSON array, got {type(items).__name__}")
+    parent_fields = [f for f in fields if f.parent]
+    own_fields = [f for f in fields if not f.parent] if explode else list(fields)
+    for item in items:
+        if not isinstance(item, dict):
+            rejects.append(Reject(f"record is a {type(item).__name__}, not an object", None, {"value": item}))
+            continue
+        if explode is None:
+            _take(item, own_fields, columns, records, rejects, parent=None, parent_fields=())
+            continue
+        children = item.get(explode)
+        if not isinstance(children, list):
+            if children is not None:
+                rejects.append(Reject(f"field {explode}: expected a list", explode, item))
+            continue
+        for child in children:
+            if not isinstance(child, dict):
+                rejects.append(Reject(f"field {explode}: an element is not an object", explode, item))
+                continue
+            _take(child, own_fields, columns, records, rejects, parent=item, parent_fields=parent_fields)
+    return columns, records, rejects
+
+
+def _take(record: dict, own: Sequence[Field], columns: dict[str, list[Any]], records: list[dict],
+          rejects: list[Reject], *, parent: dict | None, parent_fields: Sequence[Field]) -> None:
+    values: list[tuple[str, Any]] = []
+    for fields, source in ((parent_fields, parent), (own, record)):
+        for f in fields:
+            value = _lookup(source or {}, f)
+            if value is _MISSING:
+                if f.required:
+                    raw = _raw(record, parent, parent_fields)
+                    rejects.append(Reject(f"field {f.sources[0]}: required but missing", f.sources[0], raw))
+                    return
+                value = f.default
+            values.append((f.column, value))
+    for column, value in values:
+        columns[column].append(value)
+    records.append(_raw(record, parent, parent_fields))
+
+
+def _raw(record: dict, parent: dict | None, parent_fields: Sequence[Field]) -> dict[str, Any]:
+    if parent is None:
+        return record
+    outer = {k: v for k, v in parent.items() if not isinstance(v, list)}
+    return {**outer, **record}
+
+
+_MISSING = object()
+
+
+def _lookup(record: dict, f: Field) -> Any:
+    """The raw value, or _MISSING when the key is absent or null (then the default applies)."""
+    if callable(f.source):
+        try:
+            value = f.source(record)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return _MISSING
+        return _MISSING if value is None else value
+    for key in f.sources:
+        if key in record:
+            value = record[key]
+            return _MISSING if value is None else value
+    return _MISSING
+
+
+def to_arrow(columns: dict[str, list[Any]], records: list[dict[str, Any]], fields: Sequence[Field],
+             rejects: list[Reject] | None = None) -> Parsed:
+    """Typed Arrow table; rows with a value that does not convert become rejects."""
+    rejects = list(rejects or [])
+    bad: dict[int, Reject] = {}
+    arrays = []
+    for f in fields:
+        array, errors = _convert(columns[f.column], f)
+        for row, reason in errors.items():
+            bad.setdefault(row, Reject(reason, f.sources[0], records[row]))
+        arrays.append(array)
+    schema = pa.schema([pa.field(f.column, f.arrow_type) for f in fields])
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    if bad:
+        keep = [i for i in range(len(records)) if i not in bad]
+        table = table.take(pa.array(keep, pa.int64()))
+        records = [records[i] for i in keep]
+        rejects.extend(bad[i] for i in sorted(bad))
+    return Parsed(table, records, rejects)
+
+
+def _convert(values: list[Any], f: Field) -> tuple[pa.Array, dict[int, str]]:
+    """Vectorised conversion first; row-by-row only to find and null out the bad values."""
+    target = f.arrow_type
+    try:
+        return _fast(values, f.type, target), {}
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError, OverflowError):
+        pass
+    converter = CONVERTERS[f.type]
+    out: list[Any] = []
+    errors: dict[int, str] = {}
+    for i, value in enumerate(values):
+        try:
+            out.append(None if value is None else converter(value))
+        except (TypeError, ValueError, OverflowError) as exc:
+            errors[i] = f"field {f.sources[0]}: {exc} (value {_show(value)})"
+            out.append(None)
+    return pa.array(out, target), errors
+
+
+def _fast(values: list[Any], kind: str, target: pa.DataType) -> pa.Array:
+    if kind in ("timestamp", "date"):
+        return pa.array(values, pa.string()).cast(target)
+    if kind == "json":
+        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], target)
+    if kind == "text":
+        if not all(type(v) is str or v is None for v in values):
+            raise TypeError("not all strings")
+    if kind in ("int", "float", "bool"):
+        if any(type(v) is str for v in values) or (kind != "bool" and any(type(v) is bool for v in values)):
+            raise TypeError("strings or booleans among numbers")
+        if kind == "int" and any(type(v) is float for v in values):
+            raise TypeError("floats among integers")
+    return pa.array(values, target)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def to_text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def to_timestamp(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp has no zone")
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def to_date(value: Any) -> dt.date:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a YYYY-MM-DD string, got {type(value).__name__}")
+    return dt.date.fromisoformat(value[:10])
+
+
+def to_number(value: Any) -> float:
+    """A number, or a string holding one — 1C sends "12600000" and "0,5"."""
+    if isinstance(value, bool):
+        raise TypeError("expected a number, got a boolean")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return float(value.strip().replace("\u00a0", "").replace(" ", "").replace(",", "."))
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def to_int(value: Any) -> int:
+    number = to_number(value)
+    if number != int(number):
+        raise ValueError("expected a whole number")
+    return int(number)
+
+
+def to_bool(value: Any) -> bool:
+    """1C sends `result` as true or as "true"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("expected true or false")
+
+
+def to_text_list(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list")
+    return [to_text(v) for v in value]
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "text": to_text, "timestamp": to_timestamp, "date": to_date, "int": to_int,
+    "float": to_number, "bool": to_bool, "json": lambda v: orjson.dumps(v).decode(),
+    "text_list": to_text_list,
+}

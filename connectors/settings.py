@@ -1,0 +1,93 @@
+"""Connection settings for a source system, from code, a Prefect block or `WFM_*` variables.
+
+    WFM_CC_URL                    contact-center base URL
+    WFM_CC_AUTH                   none|basic|bearer|apikey|oauth2 (default: inferred)
+    WFM_CC_TOKEN                  bearer token (or the API key with WFM_CC_AUTH=apikey)
+    WFM_CC_API_KEY_HEADER         header for the API key (default X-API-Key)
+    WFM_CC_USERNAME/PASSWORD      HTTP Basic
+    WFM_CC_CLIENT_ID/SECRET       OAuth2 client credentials, with WFM_CC_TOKEN_URL
+    WFM_ONEC_URL                  1C base URL, e.g. http://host/infobase/hs/wfm
+    WFM_ONEC_USERNAME/PASSWORD    HTTP Basic (1C's technical user)
+    WFM_HTTP_TIMEOUT              seconds per request (default 30; 1C gets at least 60)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from .auth import build_auth
+from .http import RetryPolicy, SourceClient
+
+CONTACT_CENTER = "contact center"
+ONEC = "1C:ZUP"
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where a source lives and how to authenticate; secrets are hidden from repr()."""
+
+    system: str
+    url: str
+    auth: str = "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)
+    api_key_header: str = "X-API-Key"
+    token_url: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_connections: int = 8
+
+    def client(self) -> SourceClient:
+        """A ready client; the caller closes it."""
+        auth = build_auth(self.auth, username=self.username, password=self.password, token=self.token,
+                          api_key_header=self.api_key_header, token_url=self.token_url,
+                          client_id=self.client_id, client_secret=self.client_secret)
+        return SourceClient(self.system, self.url, auth=auth, timeout=self.timeout, retry=self.retry,
+                            not_found_is_empty=self.system == CONTACT_CENTER,
+                            max_connections=self.max_connections)
+
+
+def contact_center_from_env(env: Mapping[str, str] | None = None) -> SourceSettings | None:
+    """Settings from WFM_CC_* variables, or None when WFM_CC_URL is unset."""
+    env = os.environ if env is None else env
+    url = env.get("WFM_CC_URL")
+    if not url:
+        return None
+    kind = env.get("WFM_CC_AUTH") or _infer_auth(env, "WFM_CC")
+    token_url = env.get("WFM_CC_TOKEN_URL") or (url.rstrip("/") + "/oauth/token" if kind == "oauth2" else None)
+    return SourceSettings(
+        CONTACT_CENTER, url, kind, username=env.get("WFM_CC_USERNAME"), password=env.get("WFM_CC_PASSWORD"),
+        token=env.get("WFM_CC_TOKEN") or env.get("WFM_CC_API_KEY"),
+        api_key_header=env.get("WFM_CC_API_KEY_HEADER", "X-API-Key"), token_url=token_url,
+        client_id=env.get("WFM_CC_CLIENT_ID"), client_secret=env.get("WFM_CC_CLIENT_SECRET"),
+        timeout=float(env.get("WFM_HTTP_TIMEOUT", "30")),
+    )
+
+
+def onec_from_env(env: Mapping[str, str] | None = None) -> SourceSettings | None:
+    """Settings from WFM_ONEC_* variables, or None when WFM_ONEC_URL is unset."""
+    env = os.environ if env is None else env
+    url = env.get("WFM_ONEC_URL")
+    if not url:
+        return None
+    kind = "basic" if env.get("WFM_ONEC_USERNAME") else "none"
+    return SourceSettings(ONEC, url, kind, username=env.get("WFM_ONEC_USERNAME"),
+                          password=env.get("WFM_ONEC_PASSWORD", ""),
+                          timeout=max(60.0, float(env.get("WFM_HTTP_TIMEOUT", "30"))))
+
+
+def _infer_auth(env: Mapping[str, str], prefix: str) -> str:
+    if env.get(f"{prefix}_CLIENT_ID"):
+        return "oauth2"
+    if env.get(f"{prefix}_TOKEN"):
+        return "bearer"
+    if env.get(f"{prefix}_API_KEY"):
+        return "apikey"
+    if env.get(f"{prefix}_USERNAME"):
+        return "basic"
+    return "none"
