@@ -150,21 +150,29 @@ class OneCRoster:
             vacation_base=round(r.uniform(0, 24), 2),
         )
 
+    @cached_property
+    def part_month_ids(self) -> frozenset[str]:
+        """Employees with a part-month individual schedule already held in 1C (a few, never none).
+
+        Chosen among employed agents, so a WFM that sends schedules meets the refusal.
+        """
+        candidates = [e for e in self.employees if e.finishwork is None and e.person.has_agent]
+        order = sorted(candidates, key=lambda e: stable_seed(self.seed, "part-month", e.person.index))
+        return frozenset(e.id for e in order[:max(1, round(len(candidates) * 0.05))])
+
     def listed(self, start: dt.date) -> list[Employee]:
         """Employees in a `/agents` answer: dismissed ones stay one month after finishwork."""
         return [e for e in self.employees if e.finishwork is None or add_months(e.finishwork, 1) >= start]
 
     def vacation_balances(self, employee: Employee, start: dt.date, end: dt.date) -> list[dict[str, object]]:
-        """Vacation balance at each month end inside [start, end] and at `end` itself."""
+        """Vacation balance at each month end inside [start, end] and at `end`, while employed."""
         days, day = [], month_end(start)
         while day < end:
             days.append(day)
             day = month_end(day + dt.timedelta(days=1))
-        days.append(end)
         rows = []
-        for day in days:
-            day = min(day, employee.finishwork or day)
-            if day < employee.startwork or any(r["date"] == day.isoformat() for r in rows):
+        for day in days + [end]:
+            if not employee.employed_on(day):
                 continue
             accrued = VACATION_DAYS_A_YEAR / 365 * (day - self.world.config.start).days
             rows.append({"date": day.isoformat(), "vacation": round(max(0.0, employee.vacation_base + accrued), 2)})
