@@ -88,17 +88,25 @@ class SourceClient:
         self.close()
 
     def request_json(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                     json: Any = None, label: str | None = None, retry: bool = True) -> Any:
+                     json: Any = None, label: str | None = None, retry: bool = True,
+                     stats: CallStats | None = None) -> Any:
         """The decoded JSON body, or None for a 404 that means "no data".
 
         `retry=False` makes exactly one attempt: for a call that is not idempotent (1C's
         sendFactWorkTime creates a document per call), the caller resolves a lost answer itself.
+        `stats`, if given, counts this request's calls and retries as well (per-window figures).
         """
+        counters = [self.stats] if stats is None else [self.stats, stats]
+
+        def count(**values: int) -> None:
+            for counter in counters:
+                counter.add(**values)
+
         endpoint = label or f"{method} {path}"
         last: list[RetriableError] = []
 
         def attempt() -> Any:
-            self.stats.add(calls=1)
+            count(calls=1)
             try:
                 response = self._http.request(method, path, params=params,
                                               content=orjson.dumps(json) if json is not None else None,
@@ -111,7 +119,7 @@ class SourceClient:
             error = state.outcome.exception() if state.outcome else None
             if isinstance(error, RetriableError):
                 last[:] = [error]
-                self.stats.add(retries=1, throttled=int(error.status == 429))
+                count(retries=1, throttled=int(error.status == 429))
 
         policy = self.retry if retry else RetryPolicy(attempts=1)
         retrying = Retrying(
@@ -125,7 +133,7 @@ class SourceClient:
         except RetriableError as exc:
             attempts = retrying.statistics.get("attempt_number", policy.attempts)
             if exc.status == 429:
-                self.stats.add(throttled=1)
+                count(throttled=1)
             raise SourceUnavailable(self.system, endpoint, exc.detail, attempts) from None
         except AuthenticationFailed as exc:
             raise AuthenticationFailed(self.system, endpoint, exc.detail) from None

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from .errors import InvalidPayload
-from .http import SourceClient
+from .http import CallStats, SourceClient
 from .records import Field, Parsed, flatten, to_arrow
 
 UTC = dt.timezone.utc
@@ -83,11 +83,11 @@ class Stream:
         return self.cursor is not None
 
 
-def fetch(client: SourceClient, stream: Stream, window: Window) -> Parsed:
+def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats | None = None) -> Parsed:
     """One request for one window, parsed into typed rows and rejects."""
     req = stream.request(window)
     payload = client.request_json(req.method, req.path, params=req.params, json=req.json,
-                                  label=f"{stream.endpoint} [{window.label}]")
+                                  label=f"{stream.endpoint} [{window.label}]", stats=stats)
     try:
         columns, records, rejects = flatten(payload, stream.fields, root=stream.root, explode=stream.explode)
     except (ValueError, TypeError, KeyError, IndexError) as exc:

@@ -1,0 +1,375 @@
+"""The simulator's loopback HTTP server: the contact center, 1C:ZUP and an admin API.
+
+Routes (one port):
+- `/cc/...`          the contact-center API (`ContactCenterSystem`); token endpoint `/cc/oauth/token`
+- `/zup/hs/wfm/...`  the 1C:ZUP HTTP service (`OneCSystem`); token endpoint `/zup/oauth/token`
+- `/_sim/...`        admin, never faulted nor authenticated:
+  `GET stats`, `GET requests[?limit=N]`, `POST faults {"spec"}`, `POST clock {"now": iso|null}`,
+  `POST restate {"groupId", "startInterval"}`, `POST reset-stats`, `POST revoke-tokens`.
+
+The server is stdlib `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, which leaves the
+raw socket at hand for the `drop` and `truncate` faults. The simulation clock is real time until
+set; a set clock stays where it was put.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import socket
+import sys
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from .auth import AuthConfig, Authenticator
+from .base import SimResponse, SimulatedSystem, utc_now
+from .contact_center import BadRequest, ContactCenterSystem
+from .faults import Fault, FaultInjector
+from .world import SimConfig, World
+
+__all__ = ["AuthConfig", "ServerConfig", "RunningSimulator", "start_simulator", "serve_forever"]
+
+log = logging.getLogger(__name__)
+CC_BASE = "/cc"
+ONEC_BASE = "/zup/hs/wfm"
+MAX_BODY = 16 * 1024 * 1024
+LOG_LENGTH = 1000
+SECRET_PARAMETERS = {"access_token", "client_secret", "password", "token", "api_key", "apikey"}
+
+
+@dataclass
+class ServerConfig:
+    """Everything one simulator process serves: the world, faults, and each system's auth."""
+
+    sim: SimConfig = field(default_factory=SimConfig)
+    host: str = "127.0.0.1"
+    port: int = 0                                   # 0: any free port
+    faults: str = ""                                # see connectors.simulator.faults
+    fault_seed: int = 0
+    cc_auth: AuthConfig = field(default_factory=AuthConfig)
+    onec_auth: AuthConfig = field(default_factory=lambda: AuthConfig("basic", username="wfm", password="wfm"))
+    onec_variants: frozenset[str] = frozenset()
+    cc_variants: frozenset[str] = frozenset()       # e.g. {"single_name"}
+
+
+class SimulationClock:
+    """"Now" inside the simulation: real UTC time until set."""
+
+    def __init__(self) -> None:
+        self._now: dt.datetime | None = None
+
+    def __call__(self) -> dt.datetime:
+        return self._now or utc_now()
+
+    def set(self, moment: dt.datetime | None) -> None:
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("the simulation clock needs an aware datetime")
+        self._now = moment.astimezone(dt.timezone.utc) if moment else None
+
+
+class Simulation:
+    """The state behind the server: systems, clock, faults, auth, counters and request log."""
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.world = World(config.sim)
+        self.clock = SimulationClock()
+        self.contact_center = ContactCenterSystem(self.world, self.clock, variants=config.cc_variants)
+        self.onec = _load_onec(self.world, self.clock, config.onec_variants)
+        self.faults = FaultInjector(config.faults, config.fault_seed)
+        self.auth = {"cc": Authenticator(config.cc_auth, "cc"), "onec": Authenticator(config.onec_auth, "onec")}
+        self.stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._paths: Counter[str] = Counter()
+        self._statuses: Counter[str] = Counter()
+        self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LENGTH)
+
+    def record(self, method: str, path: str, query: dict[str, str], status: int | None, fault: str | None) -> None:
+        entry = {"method": method, "path": path, "status": status, "fault": fault,
+                 "query": {k: ("***" if k.lower() in SECRET_PARAMETERS else v) for k, v in query.items()}}
+        with self._lock:
+            self._paths[path] += 1
+            self._statuses[str(status) if status is not None else "none"] += 1
+            self._log.append(entry)
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": dict(self._paths), "statuses": dict(self._statuses),
+                    "faults": self.faults.fault_counts(), "faultSpec": self.faults.spec.text,
+                    "clock": self.clock().isoformat()}
+
+    def requests(self, limit: int = LOG_LENGTH) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._log)[-limit:] if limit > 0 else []
+
+    def reset_stats(self) -> None:
+        with self._lock:
+            self._paths.clear()
+            self._statuses.clear()
+            self._log.clear()
+        self.faults.reset_counts()
+
+    def revoke_tokens(self) -> int:
+        return sum(a.revoke_tokens() for a in self.auth.values())
+
+    def admin(self, method: str, action: str, query: dict[str, str], body: bytes) -> SimResponse:
+        """One `/_sim/` request."""
+        try:
+            payload = orjson.loads(body) if method == "POST" and body else {}
+            if (method, action) == ("GET", "stats"):
+                return SimResponse.json(200, self.stats())
+            if (method, action) == ("GET", "requests"):
+                return SimResponse.json(200, {"requests": self.requests(int(query.get("limit", LOG_LENGTH)))})
+            if (method, action) == ("POST", "faults"):
+                self.faults.configure(str(payload.get("spec", "")))
+                return SimResponse.json(200, {"spec": self.faults.spec.text})
+            if (method, action) == ("POST", "clock"):
+                now = payload.get("now")
+                self.clock.set(dt.datetime.fromisoformat(now) if now else None)
+                return SimResponse.json(200, {"now": self.clock().isoformat(), "fixed": bool(now)})
+            if (method, action) == ("POST", "restate"):
+                revision = self.contact_center.restate(str(payload.get("groupId")), payload.get("startInterval"))
+                return SimResponse.json(200, {"revision": revision})
+            if (method, action) == ("POST", "reset-stats"):
+                self.reset_stats()
+                return SimResponse.json(200, {"reset": True})
+            if (method, action) == ("POST", "revoke-tokens"):
+                return SimResponse.json(200, {"revoked": self.revoke_tokens()})
+        except BadRequest as exc:
+            return SimResponse.json(400, exc.body)
+        except (ValueError, TypeError, AttributeError) as exc:
+            return SimResponse.json(400, {"field": None, "message": str(exc), "description": "Bad admin request"})
+        return SimResponse.json(404, {"field": "path", "message": "Unknown admin endpoint", "description": action})
+
+    def restate_answer(self, body: bytes) -> None:
+        """The `restate` fault: restate every interval of a serviceGroupData answer."""
+        for group in orjson.loads(body):
+            for interval in group["historicData"]:
+                self.contact_center.restate(group["groupId"], interval["startInterval"])
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, simulation: Simulation):
+        self.simulation = simulation
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__((simulation.config.host, simulation.config.port), _Handler)
+
+    def handle_error(self, request, client_address) -> None:
+        """Clients that hang up (timeouts, dropped connections) are normal here."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        log.exception("simulator request from %s failed", client_address)
+
+    def close_connections(self) -> None:
+        with self.connections_lock:
+            for conn in list(self.connections):
+                _hang_up(conn)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:   # the request log replaces stderr lines
+        pass
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def _serve(self) -> None:
+        sim = self.server.simulation
+        url = urlsplit(self.path)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        body = self._read_body()
+        if body is None:
+            return
+        path = url.path
+        if path.startswith("/_sim/"):
+            response = sim.admin(self.command, path[len("/_sim/"):].strip("/"), query, body)
+            return self._send(response)
+        for base, system in ((CC_BASE, "cc"), ("/zup", "onec")):
+            if path == f"{base}/oauth/token" and self.command == "POST":
+                response = sim.auth[system].issue_token(self.headers, body)
+                sim.record(self.command, path, query, response.status, None)
+                return self._send(response)
+        if path == CC_BASE or path.startswith(CC_BASE + "/"):
+            return self._serve_system("cc", path, path[len(CC_BASE):] or "/", query, body)
+        if path == ONEC_BASE or path.startswith(ONEC_BASE + "/"):
+            return self._serve_system("onec", path, path[len(ONEC_BASE):] or "/", query, body)
+        sim.record(self.command, path, query, 404, None)
+        self._send(SimResponse.json(404, {"field": "path", "message": "Unknown path", "description": path}))
+
+    def _serve_system(self, system: str, path: str, relative: str, query: dict[str, str], body: bytes) -> None:
+        sim = self.server.simulation
+        fault = sim.faults.decide(system, relative)
+        if fault.kind == "drop":
+            sim.record(self.command, path, query, None, "drop")
+            self.close_connection = True
+            return _hang_up(self.connection)
+        if fault.kind == "timeout":
+            sim.stopping.wait(sim.faults.spec.slow_seconds)
+        response = sim.faults.error_response(system, fault) or sim.auth[system].check(self.headers)
+        if response is None:
+            response = self._answer(system, relative, query, body)
+            if fault.restate and response.status == 200:
+                sim.restate_answer(response.body)
+        sim.record(self.command, path, query, response.status, _fault_name(fault))
+        self._send(response, truncate=fault.kind == "truncate")
+
+    def _answer(self, system: str, relative: str, query: dict[str, str], body: bytes) -> SimResponse:
+        sim = self.server.simulation
+        target: SimulatedSystem | None = sim.contact_center if system == "cc" else sim.onec
+        if target is None:
+            return SimResponse.text(503, "1C:ZUP simulator is not available")
+        try:
+            return target.handle(self.command, relative, query, body)
+        except Exception:
+            log.exception("simulated %s failed on %s", system, relative)
+            return SimResponse.json(500, {"field": None, "message": "Internal server error",
+                                          "description": "The simulator failed on this request"})
+
+    def _read_body(self) -> bytes | None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self.close_connection = True
+            self._send(SimResponse.json(413, {"field": None, "message": "Body too large", "description": ""}))
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, response: SimResponse, truncate: bool = False) -> None:
+        body = response.body
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if truncate:        # promise the whole body, deliver half, hang up
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            _hang_up(self.connection)
+        elif self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class RunningSimulator:
+    """A simulator serving in a background thread; `stop()` (or leaving `with`) ends it."""
+
+    def __init__(self, server: _Server, thread: threading.Thread):
+        self._server = server
+        self._thread = thread
+        self.simulation = server.simulation
+        host, port = server.server_address[:2]
+        self.port: int = port
+        self.url = f"http://{host}:{port}"
+        self.cc_url = self.url + CC_BASE
+        self.onec_url = self.url + ONEC_BASE
+
+    @property
+    def contact_center(self) -> ContactCenterSystem:
+        return self.simulation.contact_center
+
+    def stats(self) -> dict[str, Any]:
+        return self.simulation.stats()
+
+    def requests(self, limit: int = LOG_LENGTH) -> list[dict[str, Any]]:
+        return self.simulation.requests(limit)
+
+    def reset_stats(self) -> None:
+        self.simulation.reset_stats()
+
+    def set_faults(self, spec: str) -> None:
+        self.simulation.faults.configure(spec)
+
+    def set_clock(self, moment: dt.datetime | None) -> None:
+        self.simulation.clock.set(moment)
+
+    def restate(self, group_id: str, interval_start: dt.datetime | str) -> int:
+        return self.simulation.contact_center.restate(group_id, interval_start)
+
+    def revoke_tokens(self) -> int:
+        return self.simulation.revoke_tokens()
+
+    def stop(self) -> None:
+        """Stop serving, wake sleeping `timeout` faults and close open connections."""
+        self.simulation.stopping.set()
+        self._server.shutdown()
+        self._server.close_connections()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> "RunningSimulator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_simulator(config: ServerConfig) -> RunningSimulator:
+    """Serve `config` in a background thread; returns once the socket is listening."""
+    server = _Server(Simulation(config))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name=f"simulator:{server.server_address[1]}", daemon=True)
+    thread.start()
+    return RunningSimulator(server, thread)
+
+
+def serve_forever(config: ServerConfig) -> None:
+    """Serve `config` in the foreground until Ctrl-C."""
+    server = _Server(Simulation(config))
+    host, port = server.server_address[:2]
+    print(f"simulator: contact center http://{host}:{port}{CC_BASE}  1C http://{host}:{port}{ONEC_BASE}",
+          flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.simulation.stopping.set()
+        server.close_connections()
+        server.server_close()
+
+
+def _load_onec(world: World, clock: SimulationClock, variants: frozenset[str]) -> SimulatedSystem | None:
+    """The 1C simulator if its module is importable; without it 1C paths answer 503."""
+    try:
+        from .onec import OneCSystem
+    except ImportError as exc:
+        log.warning("1C simulator unavailable, 1C paths answer 503: %s", exc)
+        return None
+    return OneCSystem(world, clock, variants)
+
+
+def _hang_up(conn: socket.socket) -> None:
+    try:
+        conn.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _fault_name(fault: Fault) -> str | None:
+    names = [n for n in (fault.kind, "restate" if fault.restate else None) if n]
+    return "+".join(names) or None

@@ -1,0 +1,186 @@
+"""Sync flows: one per stream family and `sync_all`, all built on `sync_stream`.
+
+    incremental (no dates):  from the watermark minus the stream's lookback up to now
+    backfill (--start/--end): the given days; the watermark does not move; windows an earlier
+                              run landed are skipped unless force=True
+    snapshot (no cursor):     the family's period (today, now, or this year)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+
+import psycopg
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import get_run_context
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from connectors.contact_center import personnel_ids
+from connectors.streams import Stream, Window, windows
+from tasks import catalog, ledger, progress, warehouse
+from tasks.derived import build_agent_employee_map
+from tasks.settings import Settings, resolve_settings
+from tasks.sync import RunPlan, client_for, publish_lake, sync_window
+
+UTC = dt.timezone.utc
+INITIAL_DAYS = 7   # how far back an incremental stream with no watermark starts
+
+
+class SyncFailed(RuntimeError):
+    """A stream run ended with held or failed windows; the message is one line per problem."""
+
+
+def plan_period(stream: Stream, watermark: dt.datetime | None, now: dt.datetime,
+                start: dt.date | None, end: dt.date | None) -> tuple[str, dt.datetime, dt.datetime]:
+    """(mode, period start, period end) of a run."""
+    if start is not None or end is not None:
+        first = start or (end or now.date())
+        last = end or now.date()
+        if last < first:
+            raise ValueError(f"--end {last} is before --start {first}")
+        return "backfill", _midnight(first), _midnight(last) + dt.timedelta(days=1)
+    if not stream.incremental:
+        period_start, period_end = catalog.FAMILY_OF[stream.name].snapshot_period(now)
+        return "snapshot", period_start, period_end
+    base = watermark or _midnight(now.date()) - dt.timedelta(days=INITIAL_DAYS)
+    return "incremental", _midnight((base - stream.lookback).date()), now
+
+
+def _midnight(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), UTC)
+
+
+def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection,
+                    start: dt.datetime, end: dt.datetime) -> list[Window]:
+    """The windows of a run: period spans × id batches, with the context a request needs."""
+    if stream.ids in ("agents", "groups"):
+        ids = personnel_ids(client_for(settings.source(stream.system)))[stream.ids]
+        return windows(stream, start, end, ids) if ids else []
+    if stream.ids == "employees":
+        employees = conn.execute(
+            """SELECT employee_id, norm_week, norm_week_change_date FROM wfm.employees
+               WHERE finish_work IS NULL OR finish_work >= %s ORDER BY employee_id""", (start.date(),)).fetchall()
+        norms = {e: [(w, d.isoformat())] for e, w, d in employees}
+        return [dataclasses.replace(w, context={"norms": norms, "mode": "month"})
+                for w in windows(stream, start, end, list(norms))]
+    return windows(stream, start, end)
+
+
+@flow(name="sync-stream", flow_run_name="sync {stream}", task_runner=ThreadPoolTaskRunner(max_workers=4))
+def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
+                dry_run: bool = False, threshold: float | None = None) -> dict:
+    """Sync one stream into PostgreSQL and the Parquet lake; returns the ledger row of the run."""
+    logger = get_run_logger()
+    declared = catalog.STREAMS[stream]
+    settings = resolve_settings()
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        ledger.ensure_meta(conn)
+        warehouse.ensure_table(conn, declared)
+        if declared.ids == "employees":
+            warehouse.ensure_table(conn, catalog.STREAMS["employees"])
+        mode, period_start, period_end = plan_period(declared, ledger.watermark(conn, stream), now, start, end)
+        todo = request_windows(declared, settings, conn, period_start, period_end)
+        run_id = uuid.uuid4()
+        ledger.start_run(conn, run_id, stream, mode, period_start, period_end, todo, now, _flow_run_id())
+        if mode == "backfill" and not force:
+            done = ledger.landed_windows(conn, stream, period_start, period_end)
+            skipped = [w for w in todo if (w.start, w.end, ledger.ids_hash(w)) in done]
+            ledger.mark_skipped(conn, run_id, skipped)
+            todo = [w for w in todo if w not in skipped]
+    plan = RunPlan(run_id, declared, settings.source(declared.system), settings.database_url, mode,
+                   period_end, now, threshold, dry_run)
+    logger.info("%s: %s %s..%s, %d windows", stream, mode, period_start, period_end, len(todo))
+    progress.emit("start", stream, len(todo))
+    futures = [sync_window.submit(plan, window) for window in todo]
+    problems = []
+    for future in futures:
+        future.wait()
+        state = future.state
+        progress.emit("advance", stream)
+        if state.is_completed():
+            report = future.result()
+            if report.status == "held":
+                problems.append(report.message)
+        else:
+            problems.append(_one_line(state))
+    if not dry_run:
+        publish_lake(declared, settings.database_url, settings.lake_path)
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        run = ledger.finish_run(conn, run_id, "failed" if problems else "completed",
+                                "; ".join(p for p in problems if p)[:2000] or None)
+    _artifact(run)
+    if problems:
+        raise SyncFailed(f"{stream}: {len(problems)} window(s) not landed — {problems[0]}")
+    return run
+
+
+def _one_line(state) -> str:
+    try:
+        state.result()
+    except Exception as exc:  # the window task's own one-line error
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return state.message or state.name
+
+
+def _flow_run_id() -> str | None:
+    try:
+        return str(get_run_context().flow_run.id)
+    except Exception:
+        return None
+
+
+def _artifact(run: dict) -> None:
+    rows = "\n".join(f"| {k} | {run[k]} |" for k in (
+        "stream", "mode", "status", "period_start", "period_end", "windows_planned", "windows_landed",
+        "windows_skipped", "windows_held", "rows_fetched", "duplicates_removed", "rows_inserted", "rows_updated",
+        "rows_unchanged", "rows_quarantined", "api_calls", "retries", "throttled", "watermark_before",
+        "watermark_after", "error"))
+    create_markdown_artifact(f"### Sync of `{run['stream']}`\n\n| field | value |\n|---|---|\n{rows}\n",
+                             key=f"sync-{run['stream'].replace('_', '-')}",
+                             description=f"{run['stream']} {run['status']}")
+
+
+def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, force: bool,
+                  dry_run: bool) -> list[dict]:
+    """Run streams one after another; one failing stream does not stop the others."""
+    results, failures = [], []
+    for declared in catalog.resolve(names):
+        try:
+            results.append(sync_stream(declared.name, start, end, force, dry_run))
+        except Exception as exc:
+            failures.append(str(exc).splitlines()[0])
+    if not dry_run and any(n in ("all", "agent_employee_map") for n in names):
+        build_agent_employee_map(resolve_settings().database_url, resolve_settings().lake_path)
+    if failures:
+        raise SyncFailed("; ".join(failures))
+    return results
+
+
+def _family_flow(family: catalog.Family):
+    @flow(name=f"sync-{family.name.replace('_', '-')}")
+    def sync_family(start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
+                    dry_run: bool = False) -> list[dict]:
+        return _sync_streams([s.name for s in family.streams], start, end, force, dry_run)
+    sync_family.__doc__ = f"Sync {', '.join(s.name for s in family.streams)}."
+    return sync_family
+
+
+FAMILY_FLOWS = {family.name: _family_flow(family) for family in catalog.FAMILIES}
+
+
+@flow(name="sync-all")
+def sync_all(start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
+             dry_run: bool = False) -> list[dict]:
+    """Every stream of both systems, then the agent ↔ employee map."""
+    return _sync_streams(["all"], start, end, force, dry_run)
+
+
+@flow(name="sync")
+def sync(streams: list[str], start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
+         dry_run: bool = False) -> list[dict]:
+    """Sync the named streams or families (the `wfm sync` command)."""
+    return _sync_streams(streams, start, end, force, dry_run)

@@ -1,0 +1,77 @@
+"""The stream catalog: every stream once, grouped into the families that flows sync together.
+
+A family also says which period a run covers when no dates are given: history streams follow
+their watermark; structure and 1C personnel take today's picture; online streams take "now";
+norm hours take the current year.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from connectors import contact_center as cc
+from connectors import onec
+from connectors.streams import Stream
+
+UTC = dt.timezone.utc
+Period = tuple[dt.datetime, dt.datetime]
+
+
+def _day_start(moment: dt.datetime) -> dt.datetime:
+    return moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def today(now: dt.datetime) -> Period:
+    return _day_start(now), _day_start(now) + dt.timedelta(days=1)
+
+
+def instant(now: dt.datetime) -> Period:
+    return now, now
+
+
+def this_year(now: dt.datetime) -> Period:
+    start = _day_start(now).replace(month=1, day=1)
+    return start, start.replace(year=start.year + 1)
+
+
+@dataclass(frozen=True)
+class Family:
+    """Streams synced by one flow, in dependency order."""
+
+    name: str
+    streams: tuple[Stream, ...]
+    snapshot_period: Callable[[dt.datetime], Period] = today   # for streams without a cursor
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family("cc_personnel", (cc.CC_SERVICES, cc.CC_GROUPS, cc.CC_AGENTS)),
+    Family("cc_intervals", (cc.SERVICE_GROUP_INTERVALS,)),
+    Family("cc_agent_activity", (cc.AGENT_STATUS_INTERVALS, cc.AGENT_LOGINS, cc.AGENT_CALLS,
+                                 cc.AGENT_CHAT_WORK_TIME)),
+    Family("cc_online", (cc.ONLINE_AGENT_STATUS, cc.ONLINE_GROUP_LOAD), instant),
+    Family("onec_personnel", (onec.DEPARTMENTS, onec.EMPLOYEES, onec.VACATION_BALANCES)),
+    Family("onec_norms", (onec.NORM_HOURS,), this_year),
+    Family("onec_timesheet", (onec.TIMESHEET_DAYS, onec.TIMESHEET_SUMMARIES)),
+)
+
+STREAMS: dict[str, Stream] = {s.name: s for family in FAMILIES for s in family.streams}
+FAMILY_OF: dict[str, Family] = {s.name: family for family in FAMILIES for s in family.streams}
+DERIVED = ("agent_employee_map",)
+
+
+def resolve(names: list[str]) -> list[Stream]:
+    """Streams by stream or family name ("all" = every stream), in catalog order."""
+    wanted: set[str] = set()
+    for name in names:
+        if name == "all":
+            wanted.update(STREAMS)
+        elif name in STREAMS:
+            wanted.add(name)
+        elif (family := next((f for f in FAMILIES if f.name == name), None)) is not None:
+            wanted.update(s.name for s in family.streams)
+        elif name not in DERIVED:
+            known = ", ".join([*STREAMS, *(f.name for f in FAMILIES), *DERIVED])
+            raise ValueError(f"unknown stream {name!r}; known: {known}")
+    return [s for s in STREAMS.values() if s.name in wanted]

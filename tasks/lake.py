@@ -1,0 +1,109 @@
+"""The Parquet lake: `<lake>/<table>/date=YYYY-MM-DD/part-0.parquet`, written from committed rows.
+
+A partition is always rebuilt whole from PostgreSQL after its rows are committed, written to a
+temporary file and moved over the old one (an atomic rename), so a reader sees the old partition
+or the new one, never half of one, and Parquet always agrees with PostgreSQL. The partitions to
+rebuild are queued in `wfm_meta.lake_pending` by the landing transaction itself, so a crash
+between commit and publication is repaired by the next run. Tables without a partition column
+are one file, `<lake>/<table>/part-0.parquet`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import uuid
+
+import orjson
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from psycopg import sql
+
+from connectors.streams import Stream
+
+from . import ledger
+from .warehouse import columns, table_ident
+
+FILE = "part-0.parquet"
+ROW_GROUP = 256_000
+
+
+def partition_name(day: dt.date | None) -> str:
+    return "" if day is None else f"date={day.isoformat()}"
+
+
+def lake_schema(stream: Stream) -> pa.Schema:
+    return pa.schema(list(stream.schema) + [pa.field("_run_id", pa.string()),
+                                            pa.field("_extracted_at", pa.timestamp("us", tz="UTC"))])
+
+
+def filesystem(lake: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and root path for a local path or an fsspec/pyarrow URL (s3://...)."""
+    if "://" in lake:
+        return pafs.FileSystem.from_uri(lake)
+    local = pafs.LocalFileSystem()
+    import os
+    return local, os.path.abspath(lake)
+
+
+def read_partition(conn: psycopg.Connection, stream: Stream, partition: str) -> pa.Table:
+    """The committed rows of one partition, in key order, typed as the lake schema."""
+    schema = lake_schema(stream)
+    lists = {f.name for f in schema if pa.types.is_list(f.type)}
+    select = [sql.SQL("to_json({0})::text AS {0}").format(sql.Identifier(n)) if n in lists else sql.Identifier(n)
+              for n in schema.names]
+    where = sql.SQL("")
+    if partition:
+        day = dt.date.fromisoformat(partition.split("=", 1)[1])
+        column = sql.Identifier(stream.partition)
+        if dict(columns(stream))[stream.partition] == "date":
+            where = sql.SQL(" WHERE {} = {}").format(column, sql.Literal(day))
+        else:
+            start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+            where = sql.SQL(" WHERE {0} >= {1} AND {0} < {2}").format(
+                column, sql.Literal(start), sql.Literal(start + dt.timedelta(days=1)))
+    query = sql.SQL("COPY (SELECT {} FROM {}{} ORDER BY {}) TO STDOUT (FORMAT csv, HEADER)").format(
+        sql.SQL(", ").join(select), table_ident(stream), where, sql.SQL(", ").join(map(sql.Identifier, stream.key)))
+    buffer = io.BytesIO()
+    conn.execute("SET TIME ZONE 'UTC'")
+    with conn.cursor() as cur, cur.copy(query) as copy:
+        for chunk in copy:
+            buffer.write(chunk)
+    buffer.seek(0)
+    types = {f.name: (pa.string() if f.name in lists else f.type) for f in schema}
+    table = pacsv.read_csv(buffer, convert_options=pacsv.ConvertOptions(
+        column_types=types, strings_can_be_null=True, quoted_strings_can_be_null=False))
+    for name in lists:
+        parsed = pa.array([None if v is None else orjson.loads(v) for v in table.column(name).to_pylist()],
+                          schema.field(name).type)
+        table = table.set_column(table.schema.get_field_index(name), name, parsed)
+    return table.cast(schema)
+
+
+def write_partition(lake: str, stream: Stream, partition: str, table: pa.Table) -> str:
+    """Atomically replace one partition's file; returns its path."""
+    fs, root = filesystem(lake)
+    directory = "/".join(p for p in (root.rstrip("/"), stream.name, partition) if p)
+    fs.create_dir(directory, recursive=True)
+    final = f"{directory}/{FILE}"
+    temporary = f"{directory}/.{FILE}.{uuid.uuid4().hex}.tmp"
+    with fs.open_output_stream(temporary) as out:
+        pq.write_table(table, out, row_group_size=ROW_GROUP, compression="zstd")
+    fs.move(temporary, final)
+    return final
+
+
+def publish(conn: psycopg.Connection, stream: Stream, lake: str) -> list[str]:
+    """Rebuild every partition queued for this stream; returns the partitions written."""
+    written = []
+    for partition, run_id in ledger.pending_partitions(conn, stream.name):
+        with conn.transaction():
+            table = read_partition(conn, stream, partition)
+        write_partition(lake, stream, partition, table)
+        with conn.transaction():
+            ledger.clear_partition(conn, stream.name, partition, run_id)
+        written.append(partition)
+    return written

@@ -1,0 +1,180 @@
+"""The run ledger, watermarks, quarantine and the lake's to-do list, all in schema `wfm_meta`.
+
+Every table here is written in the same transaction as the data it describes, so the ledger
+never claims a window that is not committed and a watermark never passes uncommitted rows:
+the watermark of a stream moves to the start of the earliest window of the run that has not
+landed yet (capped at the run's start time), under a row lock, by the transaction that lands a
+window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Iterable, Sequence
+
+import orjson
+import psycopg
+
+from connectors.records import Reject
+from connectors.streams import Window
+
+META = "wfm_meta"
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {META};
+CREATE TABLE IF NOT EXISTS {META}.sync_runs (
+  run_id uuid PRIMARY KEY, stream text NOT NULL, mode text NOT NULL, flow_run_id text,
+  period_start timestamptz, period_end timestamptz, started_at timestamptz NOT NULL,
+  finished_at timestamptz, status text NOT NULL DEFAULT 'running',
+  windows_planned int NOT NULL DEFAULT 0, windows_landed int NOT NULL DEFAULT 0,
+  windows_skipped int NOT NULL DEFAULT 0, windows_held int NOT NULL DEFAULT 0,
+  rows_fetched bigint NOT NULL DEFAULT 0, duplicates_removed bigint NOT NULL DEFAULT 0,
+  rows_inserted bigint NOT NULL DEFAULT 0, rows_updated bigint NOT NULL DEFAULT 0,
+  rows_unchanged bigint NOT NULL DEFAULT 0, rows_quarantined bigint NOT NULL DEFAULT 0,
+  api_calls bigint NOT NULL DEFAULT 0, retries bigint NOT NULL DEFAULT 0, throttled bigint NOT NULL DEFAULT 0,
+  watermark_before timestamptz, watermark_after timestamptz, error text);
+CREATE TABLE IF NOT EXISTS {META}.sync_windows (
+  run_id uuid NOT NULL REFERENCES {META}.sync_runs ON DELETE CASCADE, stream text NOT NULL,
+  window_start timestamptz NOT NULL, window_end timestamptz NOT NULL, ids_hash text NOT NULL,
+  id_count int NOT NULL, status text NOT NULL DEFAULT 'planned',
+  rows_fetched bigint, duplicates_removed bigint, rows_inserted bigint, rows_updated bigint,
+  rows_unchanged bigint, rows_quarantined bigint, api_calls int, retries int, throttled int,
+  error text, landed_at timestamptz, PRIMARY KEY (run_id, window_start, ids_hash));
+CREATE INDEX IF NOT EXISTS sync_windows_landed ON {META}.sync_windows (stream, window_start)
+  WHERE status = 'landed';
+CREATE TABLE IF NOT EXISTS {META}.watermarks (
+  stream text PRIMARY KEY, value timestamptz, run_id uuid, updated_at timestamptz);
+CREATE TABLE IF NOT EXISTS {META}.quarantine (
+  id bigserial PRIMARY KEY, stream text NOT NULL, run_id uuid NOT NULL, window_start timestamptz,
+  window_end timestamptz, reason text NOT NULL, field text, record jsonb NOT NULL,
+  record_hash text NOT NULL, quarantined_at timestamptz NOT NULL DEFAULT now(),
+  status text NOT NULL DEFAULT 'held', UNIQUE (stream, record_hash, reason));
+CREATE TABLE IF NOT EXISTS {META}.lake_pending (
+  table_name text NOT NULL, partition text NOT NULL, run_id uuid NOT NULL,
+  PRIMARY KEY (table_name, partition));
+"""
+
+
+def ensure_meta(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('wfm-ddl'))")
+        conn.execute(DDL)
+
+
+def ids_hash(window: Window) -> str:
+    return hashlib.sha1(",".join(window.ids).encode()).hexdigest()[:16] if window.ids else "-"
+
+
+def watermark(conn: psycopg.Connection, stream: str) -> dt.datetime | None:
+    row = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s", (stream,)).fetchone()
+    return row[0] if row else None
+
+
+def start_run(conn: psycopg.Connection, run_id: uuid.UUID, stream: str, mode: str, start: dt.datetime,
+              end: dt.datetime, windows: Sequence[Window], started_at: dt.datetime,
+              flow_run_id: str | None = None) -> dt.datetime | None:
+    """Record the run and its planned windows; returns the watermark before the run."""
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {META}.watermarks (stream) VALUES (%s) ON CONFLICT DO NOTHING", (stream,))
+        before = watermark(conn, stream)
+        conn.execute(f"""INSERT INTO {META}.sync_runs (run_id, stream, mode, flow_run_id, period_start,
+                         period_end, started_at, windows_planned, watermark_before) VALUES
+                         (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                     (run_id, stream, mode, flow_run_id, start, end, started_at, len(windows), before))
+        with conn.cursor() as cur:
+            cur.executemany(f"""INSERT INTO {META}.sync_windows (run_id, stream, window_start, window_end,
+                                ids_hash, id_count) VALUES (%s, %s, %s, %s, %s, %s)""",
+                            [(run_id, stream, w.start, w.end, ids_hash(w), len(w.ids)) for w in windows])
+    return before
+
+
+def landed_windows(conn: psycopg.Connection, stream: str, start: dt.datetime, end: dt.datetime) -> set[tuple]:
+    """(start, end, ids_hash) of windows some earlier run landed inside [start, end]."""
+    rows = conn.execute(f"""SELECT DISTINCT window_start, window_end, ids_hash FROM {META}.sync_windows
+                            WHERE stream = %s AND status = 'landed' AND window_start >= %s AND window_end <= %s""",
+                        (stream, start, end)).fetchall()
+    return {tuple(r) for r in rows}
+
+
+def mark_skipped(conn: psycopg.Connection, run_id: uuid.UUID, windows: Iterable[Window]) -> None:
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(f"""UPDATE {META}.sync_windows SET status = 'skipped'
+                            WHERE run_id = %s AND window_start = %s AND ids_hash = %s""",
+                        [(run_id, w.start, ids_hash(w)) for w in windows])
+
+
+def record_window(conn: psycopg.Connection, run_id: uuid.UUID, window: Window, status: str,
+                  counts: dict[str, int], error: str | None = None) -> None:
+    """Window outcome; call inside the window's landing transaction."""
+    conn.execute(f"""UPDATE {META}.sync_windows SET status = %s, error = %s, landed_at = now(),
+                     rows_fetched = %s, duplicates_removed = %s, rows_inserted = %s, rows_updated = %s,
+                     rows_unchanged = %s, rows_quarantined = %s, api_calls = %s, retries = %s, throttled = %s
+                     WHERE run_id = %s AND window_start = %s AND ids_hash = %s""",
+                 (status, error, *(counts.get(k, 0) for k in WINDOW_COUNTS), run_id, window.start, ids_hash(window)))
+
+
+WINDOW_COUNTS = ("rows_fetched", "duplicates_removed", "rows_inserted", "rows_updated", "rows_unchanged",
+                 "rows_quarantined", "api_calls", "retries", "throttled")
+
+
+def advance_watermark(conn: psycopg.Connection, run_id: uuid.UUID, stream: str, period_end: dt.datetime,
+                      cap: dt.datetime) -> None:
+    """Move the watermark to the run's landed frontier; call inside the landing transaction."""
+    current = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s FOR UPDATE", (stream,)).fetchone()
+    pending = conn.execute(f"""SELECT min(window_start) FROM {META}.sync_windows
+                               WHERE run_id = %s AND status <> 'landed'""", (run_id,)).fetchone()[0]
+    frontier = min(pending or period_end, cap)
+    if current is None or current[0] is None or frontier > current[0]:
+        conn.execute(f"""UPDATE {META}.watermarks SET value = %s, run_id = %s, updated_at = now()
+                         WHERE stream = %s""", (frontier, run_id, stream))
+
+
+def quarantine(conn: psycopg.Connection, stream: str, run_id: uuid.UUID, window: Window,
+               rejects: Sequence[Reject]) -> int:
+    """Store rejected records with their reasons; a record rejected again is not stored twice."""
+    if not rejects:
+        return 0
+    rows = []
+    for reject in rejects:
+        body = orjson.dumps(reject.record, option=orjson.OPT_SORT_KEYS, default=str)
+        digest = hashlib.sha1(body).hexdigest()
+        rows.append((stream, run_id, window.start, window.end, reject.reason, reject.field, body.decode(), digest))
+    with conn.cursor() as cur:
+        cur.executemany(f"""INSERT INTO {META}.quarantine (stream, run_id, window_start, window_end, reason,
+                            field, record, record_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
+                            ON CONFLICT (stream, record_hash, reason) DO NOTHING""", rows)
+    return len(rows)
+
+
+def mark_partitions(conn: psycopg.Connection, table: str, partitions: Iterable[str], run_id: uuid.UUID) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(f"""INSERT INTO {META}.lake_pending (table_name, partition, run_id) VALUES (%s, %s, %s)
+                            ON CONFLICT (table_name, partition) DO UPDATE SET run_id = EXCLUDED.run_id""",
+                        [(table, p, run_id) for p in partitions])
+
+
+def pending_partitions(conn: psycopg.Connection, table: str) -> list[tuple[str, uuid.UUID]]:
+    return [tuple(r) for r in conn.execute(
+        f"SELECT partition, run_id FROM {META}.lake_pending WHERE table_name = %s ORDER BY partition", (table,))]
+
+
+def clear_partition(conn: psycopg.Connection, table: str, partition: str, run_id: uuid.UUID) -> None:
+    """Forget a published partition, unless a newer landing marked it again meanwhile."""
+    conn.execute(f"DELETE FROM {META}.lake_pending WHERE table_name = %s AND partition = %s AND run_id = %s",
+                 (table, partition, run_id))
+
+
+def finish_run(conn: psycopg.Connection, run_id: uuid.UUID, status: str, error: str | None = None) -> dict:
+    """Roll the window rows up into the run row; returns the run row."""
+    with conn.transaction():
+        sums = ", ".join(f"{k} = coalesce((SELECT sum({k}) FROM {META}.sync_windows w WHERE w.run_id = r.run_id), 0)"
+                         for k in WINDOW_COUNTS)
+        states = ", ".join(f"windows_{s} = (SELECT count(*) FROM {META}.sync_windows w WHERE w.run_id = r.run_id "
+                           f"AND w.status = '{s}')" for s in ("landed", "skipped", "held"))
+        row = conn.execute(
+            f"""UPDATE {META}.sync_runs r SET status = %s, error = %s, finished_at = now(), {sums}, {states},
+                watermark_after = (SELECT value FROM {META}.watermarks m WHERE m.stream = r.stream)
+                WHERE run_id = %s RETURNING *""", (status, error, run_id))
+        cols = [c.name for c in row.description]
+        return dict(zip(cols, row.fetchone()))

