@@ -73,7 +73,8 @@ def sim_clock(day: dt.date = SIM_START, days: int = 7, hour: int = 12) -> dt.dat
 @pytest.fixture
 def simulator():
     """A small simulated contact center and 1C on loopback, clock set after its history."""
-    from connectors.simulator import ServerConfig, SimConfig, start_simulator
+    from connectors.simulator import ServerConfig, start_simulator
+    from connectors.simulator.world import SimConfig
 
     config = ServerConfig(sim=SimConfig(seed=7, agents=12, services=2, groups_per_service=2,
                                         start=SIM_START, days=7))
