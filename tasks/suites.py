@@ -3,19 +3,19 @@
 Every stream gets the checks its natural key implies (key columns not null; ids 1–200
 characters, or 0–200 where the contract's "no group" is an empty string; a warning on duplicate
 keys). The domain rules of `source-api/contact-center.md` and `onec-zup.md` are added per stream
-below. Severity follows one rule:
+below. Severity is GX's own field on each expectation and follows one rule:
 
-- CRITICAL (the row is quarantined) when the row would be wrong in the warehouse: a broken key,
-  an interval that ends before it starts, a negative duration or count, a broken invariant of
-  the contract, an unknown timesheet code;
-- WARNING (recorded only) when a value is odd but the row is worth keeping: an unknown status or
-  channel, an implausible rate, norm or vacation balance, a dismissal before the hire date.
+- CRITICAL, GX's default, reported as "error": the row is quarantined. For rows that would be
+  wrong in the warehouse: a broken key, an interval that ends before it starts, a negative
+  duration or count, a broken invariant of the contract, an unknown timesheet code.
+- WARNING, reported as "warn": recorded only. For odd values in rows worth keeping: an unknown
+  status or channel, an implausible rate, norm or vacation balance, a dismissal before hiring.
 
-Every rule is a GX 1.x row-level expectation. The two sum invariants of `serviceGroupData`
-(`received = treated + missed`) have no direct GX form on pandas (`UnexpectedRowsExpectation`
-runs only on SQL and Spark), so `balance` states them as `treated + missed + (-received) = 0`
-with `ExpectMulticolumnSumToEqual`; the validator adds the negated column `-received` to the
-frame (see `Suite.negated`).
+Every rule is a GX 1.x row-level expectation. GX has no "a = b + c" expectation, and
+`UnexpectedRowsExpectation` runs only on SQL and Spark, so `balance` states the sum invariants of
+`serviceGroupData` (`received = treated + missed`) as `treated + missed + (-received) = 0` with
+`ExpectMulticolumnSumToEqual`; the validator adds the negated column `-received` to the frame
+(see `Suite.negated`).
 """
 
 from __future__ import annotations
@@ -114,6 +114,11 @@ def non_negative(*columns: str) -> list[Expectation]:
     return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in columns]
 
 
+def within(column: str, low: float, high: float, **options) -> Expectation:
+    """`low` <= value <= `high` (`strict_min=True` excludes `low`); a null is not checked here."""
+    return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high, **options)
+
+
 def balance(total: str, *parts: str) -> Expectation:
     """`total` = sum of `parts`, checked as parts + (-total) = 0."""
     return gxe.ExpectMulticolumnSumToEqual(column_list=[*parts, f"-{total}"], sum_total=0)
@@ -123,8 +128,6 @@ def one_of(column: str, values: Iterable[str], **options) -> Expectation:
     """A code from the contract's list; a null is not checked here."""
     return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(values), **options)
 
-
-between = gxe.ExpectColumnValuesToBeBetween
 
 SUITES: dict[str, Suite] = {s.stream.name: s for s in (
     suite(cc.CC_SERVICES, one_of("status", STATUSES, severity=WARNING)),
@@ -143,7 +146,7 @@ SUITES: dict[str, Suite] = {s.stream.name: s for s in (
     suite(cc.AGENT_STATUS_INTERVALS, not_before("ended_at", "started_at")),
     suite(cc.AGENT_LOGINS, not_before("logout_at", "login_at"), non_negative("duration_ms")),
     suite(cc.AGENT_CALLS, not_before("ended_at", "started_at"), non_negative("duration_ms")),
-    suite(cc.AGENT_CHAT_WORK_TIME, between(column="work_time_ms", min_value=0, max_value=DAY_MS)),
+    suite(cc.AGENT_CHAT_WORK_TIME, within("work_time_ms", 0, DAY_MS)),
     suite(cc.ONLINE_AGENT_STATUS),
     suite(cc.ONLINE_GROUP_LOAD,
           non_negative("call_number", "operator_number", "call_received", "aht_ms", "awt_ms",
@@ -152,10 +155,10 @@ SUITES: dict[str, Suite] = {s.stream.name: s for s in (
     suite(onec.EMPLOYEES,
           gxe.ExpectColumnValuesToNotBeNull(column="start_work"),
           not_before("finish_work", "start_work", ignore_row_if="either_value_is_missing", severity=WARNING),
-          between(column="rate", min_value=0, max_value=2, strict_min=True, severity=WARNING),
-          between(column="norm_week", min_value=0, max_value=60, strict_min=True, severity=WARNING)),
-    suite(onec.VACATION_BALANCES, between(column="vacation_days", min_value=-100, max_value=200, severity=WARNING)),
+          within("rate", 0, 2, strict_min=True, severity=WARNING),
+          within("norm_week", 0, 60, strict_min=True, severity=WARNING)),
+    suite(onec.VACATION_BALANCES, within("vacation_days", -100, 200, severity=WARNING)),
     suite(onec.NORM_HOURS, non_negative("norm_hours"), not_before("period_end", "period_start")),
-    suite(onec.TIMESHEET_DAYS, between(column="hours", min_value=0, max_value=24), one_of("time_type", TIME_TYPES)),
+    suite(onec.TIMESHEET_DAYS, within("hours", 0, 24), one_of("time_type", TIME_TYPES)),
     suite(onec.TIMESHEET_SUMMARIES, non_negative("half1_days", "half1_hours", "half2_days", "half2_hours")),
 )}

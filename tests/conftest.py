@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg.conninfo import make_conninfo
+from urllib.parse import urlsplit, urlunsplit
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -46,13 +46,18 @@ def postgres_server() -> str:
     return embedded_database_url(pgdata)
 
 
+def with_database(url: str, name: str) -> str:
+    """The same server URL with another database name."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
 @pytest.fixture
 def database_url(postgres_server: str) -> str:
     """A fresh, empty database for one test."""
     name = f"wfm_t_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(postgres_server, dbname=name)
+    yield with_database(postgres_server, name)
     with psycopg.connect(postgres_server, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -84,15 +89,42 @@ def simulator():
 
 
 @pytest.fixture
-def wfm_env(simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """WFM_* variables pointing at the simulator, a fresh database and a lake under tmp_path."""
+def live_simulator():
+    """A simulator whose history runs up to today, for incremental runs that use the real clock."""
+    from connectors.simulator import ServerConfig, start_simulator
+    from connectors.simulator.world import SimConfig
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    config = ServerConfig(sim=SimConfig(seed=11, agents=10, services=1, groups_per_service=2,
+                                        start=today - dt.timedelta(days=3), days=4))
+    with start_simulator(config) as running:
+        yield running
+
+
+def _point_at(simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WFM_CC_URL", simulator.cc_url)
     monkeypatch.setenv("WFM_ONEC_URL", simulator.onec_url)
     monkeypatch.setenv("WFM_ONEC_USERNAME", "wfm")
     monkeypatch.setenv("WFM_ONEC_PASSWORD", "wfm")
     monkeypatch.setenv("WFM_DATABASE_URL", database_url)
     monkeypatch.setenv("WFM_LAKE_PATH", str(tmp_path / "lake"))
-    yield simulator
+
+
+@pytest.fixture
+def wfm_env(simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """WFM_* variables pointing at the simulator, a fresh database and a lake under tmp_path."""
     from tasks.sync import close_clients
 
+    _point_at(simulator, database_url, tmp_path, monkeypatch)
+    yield simulator
+    close_clients()
+
+
+@pytest.fixture
+def live_env(live_simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Like wfm_env, with the simulator's history ending now."""
+    from tasks.sync import close_clients
+
+    _point_at(live_simulator, database_url, tmp_path, monkeypatch)
+    yield live_simulator
     close_clients()

@@ -29,7 +29,8 @@ def good_row(stream: str, i: int) -> dict:
         return {"agent_id": str(i % 40), "service_id": "1", "group_id": "", "started_at": start,
                 "ended_at": start + dt.timedelta(minutes=5), "state_code": "Work", "state_name": "Contact processing"}
     if stream == "agent_logins":
-        return {"agent_id": "1", "login_at": start, "logout_at": start + dt.timedelta(hours=2), "duration_ms": 7_200_000}
+        return {"agent_id": "1", "login_at": start, "logout_at": start + dt.timedelta(hours=2),
+                "duration_ms": 7_200_000}
     if stream == "agent_calls":
         return {"agent_id": "1", "service_id": "1", "group_id": "1", "started_at": start,
                 "ended_at": start + dt.timedelta(minutes=5), "duration_ms": 300_000}
@@ -88,7 +89,8 @@ def test_good_batches_pass(stream):
     ("agent_chat_work_time", {"work_time_ms": 86_400_001}, "ExpectColumnValuesToBeBetween(work_time_ms)"),
     ("service_group_intervals", {"not_unique_missed": 6},
      "ExpectMulticolumnSumToEqual(not_unique_treated, not_unique_missed, -not_unique_received)"),
-    ("service_group_intervals", {"miss_calls": 3}, "ExpectMulticolumnSumToEqual(treated_calls, miss_calls, -received_calls)"),
+    ("service_group_intervals", {"miss_calls": 3},
+     "ExpectMulticolumnSumToEqual(treated_calls, miss_calls, -received_calls)"),
     ("service_group_intervals", {"treated_calls": 11, "miss_calls": -1},
      "ExpectColumnPairValuesAToBeGreaterThanB(not_unique_treated, treated_calls)"),
     ("service_group_intervals", {"interval_end": T0 + dt.timedelta(minutes=45)},

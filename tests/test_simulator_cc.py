@@ -1,21 +1,15 @@
-"""The contact-center simulator over real HTTP: data rules, selection rules, faults and auth."""
+"""The contact-center simulator over real HTTP: data rules, selection rules, restatements, online."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import email.utils
-import socket
-import time
 from collections import defaultdict
 
 import httpx
-import orjson
 import pytest
 
-from connectors.simulator import AuthConfig, ServerConfig, start_simulator
+from connectors.simulator import ServerConfig, start_simulator
 from connectors.simulator.cc_data import chat_work_time
-from connectors.simulator.faults import FaultInjector, FaultSpec
 from connectors.simulator.world import SimConfig
 
 UTC = dt.timezone.utc
@@ -178,6 +172,15 @@ def test_intervals_keep_invariants_and_agree_with_agent_calls(cc, roster):
            {k[1]: v for k, v in totals.items() if k[0] == 900_000}
 
 
+def test_intervals_align_to_the_requested_day_in_its_offset(cc, roster):
+    local = {"startDate": "2024-01-01T10:10:00+05:30", "endDate": "2024-01-02T10:10:00+05:30"}
+    rows = [r for g in group_data(cc, roster, 3_600_000, **local) for r in g["historicData"]]
+    starts = sorted(when(r["startInterval"]) for r in rows)
+    assert starts[0] >= when(local["startDate"]) and {s.minute for s in starts} == {30}
+    response = cc.get("/historic/serviceGroupData", params={**local, "groupId": "1-1", "step": "7000"})
+    assert response.status_code == 400 and response.json()["field"] == "step"
+
+
 def test_chat_work_time_worked_example_of_the_contract():
     chats = [(dt.datetime(2020, 1, 1, 22, 45, tzinfo=UTC), dt.datetime(2020, 1, 1, 23, 2, tzinfo=UTC)),
              (dt.datetime(2020, 1, 1, 22, 58, tzinfo=UTC), dt.datetime(2020, 1, 2, 0, 12, tzinfo=UTC))]
@@ -244,66 +247,7 @@ def test_bad_parameters_are_400_with_field_message_description(cc, params, field
         assert "too many ids" in body["message"].lower()
 
 
-# --- faults ------------------------------------------------------------------------------
-
-def test_fault_spec_errors_name_the_bad_item():
-    for spec, bad in (("500=2", "500=2"), ("teapot=0.1", "teapot"), ("503", "503"),
-                      ("retry_after_form=soon", "soon"), ("500=0.6,503=0.6", "> 1")):
-        with pytest.raises(ValueError, match=bad):
-            FaultSpec.parse(spec)
-
-
-def test_fault_sequence_is_deterministic_for_a_seed():
-    def draws(seed):
-        injector = FaultInjector("500=0.2,503=0.2,drop=0.1", seed)
-        return [injector.decide("cc", "/personnel").kind for _ in range(50)]
-    assert draws(3) == draws(3) != draws(4)
-
-
-def test_status_faults_are_answered_as_configured():
-    with start(faults="503=1.0") as simulator, httpx.Client(base_url=simulator.url) as client:
-        assert {client.get("/cc/personnel").status_code for _ in range(5)} == {503}
-        assert client.get("/zup/hs/wfm/agents/2024-01-01/2024-01-31", auth=("wfm", "wfm")).status_code == 503
-        simulator.set_faults("429=1.0,retry_after=3")
-        response = client.get("/cc/personnel")
-        assert response.status_code == 429 and response.headers["Retry-After"] == "3"
-        assert client.get("/zup/hs/wfm/agents/2024-01-01/2024-01-31", auth=("wfm", "wfm")).status_code == 500
-        simulator.set_faults("429=1.0,retry_after=3,retry_after_form=http-date")
-        retry_at = email.utils.parsedate_to_datetime(client.get("/cc/personnel").headers["Retry-After"])
-        assert 0 < (retry_at - dt.datetime.now(UTC)).total_seconds() <= 4
-        assert simulator.stats()["faults"] == {"503": 6, "429": 2, "500": 1}   # 1C knows no 429
-
-
-def test_drop_closes_the_connection_without_an_answer():
-    with start(faults="drop=1.0") as simulator, httpx.Client(base_url=simulator.cc_url) as client:
-        with pytest.raises(httpx.TransportError):
-            client.get("/personnel")
-
-
-def test_truncate_sends_less_body_than_content_length():
-    with start(faults="truncate=1.0") as simulator:
-        with socket.create_connection(("127.0.0.1", simulator.port), timeout=5) as conn:
-            conn.sendall(b"GET /cc/personnel HTTP/1.1\r\nHost: sim\r\n\r\n")
-            raw = b""
-            for _ in range(1000):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    break
-                raw += chunk
-        head, _, body = raw.partition(b"\r\n\r\n")
-        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
-        assert 0 < len(body) < length
-        with pytest.raises(orjson.JSONDecodeError):
-            orjson.loads(body)
-        with httpx.Client(base_url=simulator.cc_url) as client, pytest.raises(httpx.RemoteProtocolError):
-            client.get("/personnel")
-
-
-def test_timeout_fault_answers_after_slow_seconds():
-    with start(faults="timeout=1.0,slow_seconds=1") as simulator:
-        with httpx.Client(base_url=simulator.cc_url, timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
-            client.get("/personnel")
-
+# --- restatements --------------------------------------------------------------------------
 
 def test_restate_fault_corrects_the_numbers_for_the_next_request(roster):
     with start(faults="restate=1.0") as simulator, httpx.Client(base_url=simulator.cc_url) as client:
@@ -332,52 +276,6 @@ def test_restatement_changes_numbers_and_keeps_invariants(cc, sim, roster):
         assert corrected[step]["missCalls"] > 0
     assert corrected[900_000]["notUniqueMissed"] > row["notUniqueMissed"]
     assert corrected[900_000]["notUniqueTreated"] == row["notUniqueTreated"]
-
-
-# --- authentication ----------------------------------------------------------------------
-
-@pytest.mark.parametrize("auth, good, bad", [
-    (AuthConfig("basic", username="u", password="p"), {"auth": ("u", "p")}, {"auth": ("u", "wrong")}),
-    (AuthConfig("bearer", token="t0k"), {"headers": {"Authorization": "Bearer t0k"}},
-     {"headers": {"Authorization": "Bearer nope"}}),
-    (AuthConfig("apikey", header="X-Key", token="k3y"), {"headers": {"X-Key": "k3y"}}, {"headers": {"X-API-Key": "k3y"}}),
-    (AuthConfig("none"), {}, None),
-])
-def test_static_auth_kinds(auth, good, bad):
-    with start(cc_auth=auth) as simulator, httpx.Client(base_url=simulator.cc_url) as client:
-        assert client.get("/personnel", **good).status_code == 200
-        if bad is not None:
-            denied = client.get("/personnel", **bad)
-            assert denied.status_code == 401 and "message" in denied.json()
-            assert client.get("/personnel").status_code == 401
-
-
-def test_onec_answers_401_from_its_web_server_on_wrong_credentials():
-    with start() as simulator, httpx.Client(base_url=simulator.onec_url) as client:
-        assert client.get("/agents/2024-01-01/2024-01-31", auth=("wfm", "bad")).status_code == 401
-
-
-def test_oauth2_tokens_are_issued_expire_and_can_be_revoked():
-    auth = AuthConfig("oauth2", client_id="wfm", client_secret="s3cret", token_ttl=1)
-    with start(cc_auth=auth) as simulator, httpx.Client(base_url=simulator.cc_url) as client:
-        form = {"grant_type": "client_credentials", "client_id": "wfm", "client_secret": "s3cret"}
-        issued = client.post("/oauth/token", data=form).json()
-        assert issued["token_type"] == "Bearer" and issued["expires_in"] == 1
-        bearer = {"Authorization": f"Bearer {issued['access_token']}"}
-        assert client.get("/personnel", headers=bearer).status_code == 200
-        assert client.post("/oauth/token", data={**form, "client_secret": "x"}).status_code == 401
-        basic = base64.b64encode(b"wfm:s3cret").decode()
-        again = client.post("/oauth/token", data={"grant_type": "client_credentials"},
-                            headers={"Authorization": f"Basic {basic}"}).json()
-        assert client.get("/personnel").status_code == 401
-        time.sleep(1.1)
-        expired = client.get("/personnel", headers=bearer)
-        assert expired.status_code == 401 and 'error="invalid_token"' in expired.headers["WWW-Authenticate"]
-        fresh = {"Authorization": f"Bearer {client.post('/oauth/token', data=form).json()['access_token']}"}
-        assert client.get("/personnel", headers=fresh).status_code == 200
-        assert client.post(simulator.url + "/_sim/revoke-tokens").json()["revoked"] >= 1
-        assert client.get("/personnel", headers=fresh).status_code == 401
-        assert again["access_token"] not in str(simulator.requests()) and "s3cret" not in str(simulator.stats())
 
 
 # --- online endpoints and personnel ------------------------------------------------------

@@ -87,7 +87,8 @@ class Authenticator:
         if scheme.lower() == "basic":
             client_id, client_secret = _basic_pair(credentials)
         if not (_same(client_id, cfg.client_id) and _same(client_secret, cfg.client_secret)):
-            return SimResponse.json(401, {"error": "invalid_client", "error_description": "Client authentication failed"},
+            return SimResponse.json(401, {"error": "invalid_client",
+                                          "error_description": "Client authentication failed"},
                                     **{"WWW-Authenticate": 'Basic realm="oauth"'})
         token = secrets.token_urlsafe(24)
         now = time.monotonic()

@@ -224,7 +224,8 @@ class Timeline:
         return {group_id: self._group_contacts(group_id, day, contacts)
                 for group_id, contacts in sorted(treated.items())}
 
-    def _group_contacts(self, group_id: str, day: dt.date, treated: list[Contact]) -> tuple[GroupContact, ...]:
+    def _group_contacts(self, group_id: str, day: dt.date,
+                        treated: list[Contact]) -> tuple[GroupContact, ...]:
         """Add the group's missed contacts and mark each customer's first contact of the day."""
         lo, hi = day_start(day), day_start(day) + DAY
         treated.sort(key=lambda c: (c.start, c.end, c.customer))

@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 from .base import Clock, SimResponse
 from .cc_data import (ANSWER_TARGET_SECONDS, DAY, GroupContact, Status, Timeline, chat_work_time, day_of,
                       day_start, iso_utc)
-from .world import World, rng_for, stable_seed
+from .world import Person, World, rng_for, stable_seed
 
 MAX_IDS = 100
 MAX_QUERY_LENGTH = 2000
@@ -124,9 +124,10 @@ class ContactCenterSystem:
     def _personnel(self, query: dict[str, str]) -> dict:
         services = [{"id": s.id, "name": s.name, "status": s.status,
                      "serviceGroups": [_group_json(g) for g in s.groups]} for s in self.world.services]
-        return {"services": services, "agents": [self._agent_json(p) for p in self.world.agents if p.group_ids]}
+        agents = [self._agent_json(p) for p in self.world.agents if p.group_ids]
+        return {"services": services, "agents": agents}
 
-    def _agent_json(self, person) -> dict:
+    def _agent_json(self, person: Person) -> dict:
         if "single_name" in self.variants:
             names = {"name": f"{person.last_name} {person.first_name} {person.second_name}",
                      "surname": " ", "secondName": " "}
@@ -339,7 +340,8 @@ def _aware(field: str, value: dt.datetime | str | None) -> dt.datetime:
     try:
         moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
     except ValueError:
-        raise BadRequest(field, f"{field} is not a date-time", f"Cannot parse {value!r} as ISO-8601") from None
+        raise BadRequest(field, f"{field} is not a date-time",
+                         f"Cannot parse {value!r} as ISO-8601") from None
     if moment.tzinfo is None:
         raise BadRequest(field, f"{field} has no time zone", "Add Z or an offset such as +03:00")
     return moment
@@ -374,4 +376,5 @@ def _ids(query: dict[str, str], field: str) -> list[str]:
 def _check_query_length(query: dict[str, str]) -> None:
     if len(urlencode(query, safe=",:")) > MAX_QUERY_LENGTH:
         field = "agentId" if "agentId" in query else "groupId"
-        raise BadRequest(field, "Too many ids", f"The query string is longer than {MAX_QUERY_LENGTH} characters")
+        raise BadRequest(field, "Too many ids",
+                         f"The query string is longer than {MAX_QUERY_LENGTH} characters")

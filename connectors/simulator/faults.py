@@ -67,7 +67,8 @@ class FaultSpec:
                 options[key] = _number(item, value)
             elif key == "retry_after_form":
                 if value not in RETRY_AFTER_FORMS:
-                    raise ValueError(f"fault spec item {item!r}: form must be one of {', '.join(RETRY_AFTER_FORMS)}")
+                    forms = ", ".join(RETRY_AFTER_FORMS)
+                    raise ValueError(f"fault spec item {item!r}: form must be one of {forms}")
                 options[key] = value
             else:
                 raise ValueError(f"fault spec item {item!r}: unknown kind or option {key!r}")
@@ -120,7 +121,8 @@ class FaultInjector:
                 kind = "500"
             for counted in ([kind] if kind else []) + (["restate"] if restate else []):
                 self.counts[counted] += 1
-        date_form = spec.retry_after_form == "http-date" or (spec.retry_after_form == "mixed" and form_draw < 0.5)
+        form = spec.retry_after_form
+        date_form = form == "http-date" or (form == "mixed" and form_draw < 0.5)
         return Fault(kind, restate, date_form, int(body_draw * 3))
 
     def fault_counts(self) -> dict[str, int]:

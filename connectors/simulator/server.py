@@ -83,14 +83,16 @@ class Simulation:
         self.contact_center = ContactCenterSystem(self.world, self.clock, variants=config.cc_variants)
         self.onec = _load_onec(self.world, self.clock, config.onec_variants)
         self.faults = FaultInjector(config.faults, config.fault_seed)
-        self.auth = {"cc": Authenticator(config.cc_auth, "cc"), "onec": Authenticator(config.onec_auth, "onec")}
+        self.auth = {"cc": Authenticator(config.cc_auth, "cc"),
+                     "onec": Authenticator(config.onec_auth, "onec")}
         self.stopping = threading.Event()
         self._lock = threading.Lock()
         self._paths: Counter[str] = Counter()
         self._statuses: Counter[str] = Counter()
         self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LENGTH)
 
-    def record(self, method: str, path: str, query: dict[str, str], status: int | None, fault: str | None) -> None:
+    def record(self, method: str, path: str, query: dict[str, str], status: int | None,
+               fault: str | None) -> None:
         entry = {"method": method, "path": path, "status": status, "fault": fault,
                  "query": {k: ("***" if k.lower() in SECRET_PARAMETERS else v) for k, v in query.items()}}
         with self._lock:
@@ -134,7 +136,8 @@ class Simulation:
                 self.clock.set(dt.datetime.fromisoformat(now) if now else None)
                 return SimResponse.json(200, {"now": self.clock().isoformat(), "fixed": bool(now)})
             if (method, action) == ("POST", "restate"):
-                revision = self.contact_center.restate(str(payload.get("groupId")), payload.get("startInterval"))
+                group_id, start = str(payload.get("groupId")), payload.get("startInterval")
+                revision = self.contact_center.restate(group_id, start)
                 return SimResponse.json(200, {"revision": revision})
             if (method, action) == ("POST", "reset-stats"):
                 self.reset_stats()
@@ -144,8 +147,10 @@ class Simulation:
         except BadRequest as exc:
             return SimResponse.json(400, exc.body)
         except (ValueError, TypeError, AttributeError) as exc:
-            return SimResponse.json(400, {"field": None, "message": str(exc), "description": "Bad admin request"})
-        return SimResponse.json(404, {"field": "path", "message": "Unknown admin endpoint", "description": action})
+            return SimResponse.json(400, {"field": None, "message": str(exc),
+                                          "description": "Bad admin request"})
+        return SimResponse.json(404, {"field": "path", "message": "Unknown admin endpoint",
+                                      "description": action})
 
     def restate_answer(self, body: bytes) -> None:
         """The `restate` fault: restate every interval of a serviceGroupData answer."""
@@ -222,7 +227,8 @@ class _Handler(BaseHTTPRequestHandler):
         sim.record(self.command, path, query, 404, None)
         self._send(SimResponse.json(404, {"field": "path", "message": "Unknown path", "description": path}))
 
-    def _serve_system(self, system: str, path: str, relative: str, query: dict[str, str], body: bytes) -> None:
+    def _serve_system(self, system: str, path: str, relative: str, query: dict[str, str],
+                      body: bytes) -> None:
         sim = self.server.simulation
         fault = sim.faults.decide(system, relative)
         if fault.kind == "drop":
