@@ -96,7 +96,10 @@ def sync_window(plan: RunPlan, window: Window) -> WindowReport:
               "duplicates_removed": good.num_rows - clean.num_rows, "rows_quarantined": len(rejects),
               **stats.snapshot()}
     counts["api_calls"] = counts.pop("calls")
-    if plan.dry_run:
+    if plan.dry_run:   # the ledger says what would have happened; no data, quarantine or watermark
+        with psycopg.connect(plan.database_url) as conn, conn.transaction():
+            ledger.record_window(conn, plan.run_id, window, "dry-run", counts,
+                                 None if decision.publish else decision.message)
         return WindowReport(window, "dry-run", counts, message=None if decision.publish else decision.message)
     return _land(plan, window, clean if decision.publish else None, rejects, counts, decision.message)
 

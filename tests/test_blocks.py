@@ -18,7 +18,7 @@ from pydantic import ValidationError
 
 from blocks import (BLOCK_NAMES, ContactCenterConnection, LakeLocation, OneCConnection,
                     WarehouseConnection, load_settings)
-from connectors.auth import ApiKeyHeader, BearerToken, OAuth2ClientCredentials
+from connectors.auth import OAuth2ClientCredentials
 from connectors.settings import contact_center_from_env, onec_from_env
 
 CC_PASSWORD, CC_TOKEN, CC_CLIENT_SECRET = "cc-password-1a", "cc-token-2b", "cc-client-secret-3c"
@@ -109,7 +109,8 @@ def test_from_env_is_none_when_the_system_is_not_configured(block_type: type[Blo
 
 @pytest.mark.parametrize("url, dsn, sqlalchemy_url", [
     ("postgresql://wfm:pw@db.test/wfm", "postgresql://wfm:pw@db.test/wfm", "postgresql+psycopg://wfm:pw@db.test/wfm"),
-    ("postgres://wfm@db.test:6432/wfm", "postgresql://wfm@db.test:6432/wfm", "postgresql+psycopg://wfm@db.test:6432/wfm"),
+    ("postgres://wfm@db.test:6432/wfm", "postgresql://wfm@db.test:6432/wfm",
+     "postgresql+psycopg://wfm@db.test:6432/wfm"),
     ("postgresql+psycopg2://db.test/wfm", "postgresql://db.test/wfm", "postgresql+psycopg2://db.test/wfm"),
 ])
 def test_warehouse_urls_for_psycopg_and_sqlalchemy(url: str, dsn: str, sqlalchemy_url: str) -> None:
@@ -168,7 +169,8 @@ def test_a_style_without_its_credentials_fails_when_the_client_is_built() -> Non
 
 def blocks_holding_secrets() -> dict[str, Block]:
     return {
-        "cc-basic": ContactCenterConnection(url="https://cc.test/api", auth="basic", username="wfm", password=CC_PASSWORD),
+        "cc-basic": ContactCenterConnection(url="https://cc.test/api", auth="basic", username="wfm",
+                                            password=CC_PASSWORD),
         "cc-bearer": ContactCenterConnection(url="https://cc.test/api", auth="bearer", token=CC_TOKEN),
         "cc-oauth2": ContactCenterConnection(url="https://cc.test/api", auth="oauth2", client_id="wfm",
                                              client_secret=CC_CLIENT_SECRET),

@@ -25,7 +25,7 @@ PERSONNEL = {"services": [{"id": "1", "name": "Support", "status": "ACTIVE", "se
              "agents": [{"id": "1", "name": "John", "agentGroups": [{"groupId": "1"}]},
                         {"id": "2", "name": "Mary", "agentGroups": [{"groupId": "1"}]}]}
 AGENTS = [{"AR_departments": [{"departmentId": "d1", "department": "Support", "parentDepartmentId": ""}],
-           "AR_agents": [{"agentId": "a1", "tabN": "1"}, {"agentId": "a2", "tabN": "2"}, {"agentId": "a3", "tabN": "3"}]}]
+           "AR_agents": [{"agentId": f"a{n}", "tabN": str(n)} for n in (1, 2, 3)]}]
 
 
 class FakeSources(BaseHTTPRequestHandler):
@@ -39,7 +39,8 @@ class FakeSources(BaseHTTPRequestHandler):
         authorization = self.headers.get("Authorization", "")
         basic = "Basic " + base64.b64encode(f"wfm:{ONEC_PASSWORD}".encode()).decode()
         if self.path == "/cc/personnel":
-            self._answer(*((200, PERSONNEL) if authorization == f"Bearer {CC_TOKEN}" else (401, {"message": "bad token"})))
+            good = authorization == f"Bearer {CC_TOKEN}"
+            self._answer(*((200, PERSONNEL) if good else (401, {"message": "bad token"})))
         elif self.path == f"/onec/hs/wfm/agents/{today}/{today}":
             self._answer(*((200, AGENTS) if authorization == basic else (401, None)))
         elif self.path == "/echo-cc/personnel":   # a server that quotes the credentials it refused
@@ -109,7 +110,8 @@ def test_both_sources_answer_with_the_right_credentials(server: SourceServer, tm
     assert results["contact center"].status == "OK"
     assert results["contact center"].detail == "GET /personnel: 2 agents, 1 services"
     assert results["1C:ZUP"].status == "OK" and "3 employees, 1 departments" in results["1C:ZUP"].detail
-    assert results["warehouse"].status == "SKIPPED" and results["warehouse"].detail.startswith("embedded (started on demand)")
+    assert results["warehouse"].status == "SKIPPED"
+    assert results["warehouse"].detail.startswith("embedded (started on demand)")
     assert results["lake"].status == "OK" and (tmp_path / "lake").is_dir()
     assert list((tmp_path / "lake").iterdir()) == []   # the probe file is gone
     assert all(result.latency_ms is not None for result in results.values() if result.status == "OK")
@@ -169,7 +171,8 @@ def test_a_style_without_its_credentials_is_reported_as_misconfigured(server: So
     assert (cc.status, cc.detail) == ("FAILED", "misconfigured: auth oauth2 needs client_id, client_secret")
 
 
-def test_unconfigured_sources_are_skipped_and_do_not_fail_the_command(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+def test_unconfigured_sources_are_skipped_and_do_not_fail_the_command(monkeypatch: pytest.MonkeyPatch,
+                                                                     tmp_path) -> None:
     outcome = run_cli(monkeypatch, {"WFM_LAKE_PATH": str(tmp_path / "lake")})
     assert outcome.exit_code == 0, outcome.output
     assert outcome.output.count("SKIPPED") == 3 and "not configured (set WFM_CC_URL" in outcome.output
@@ -200,6 +203,7 @@ def test_an_invalid_setting_is_reported_without_its_value(monkeypatch: pytest.Mo
 @pytest.mark.parametrize("url, shown", [
     ("https://wfm:secret@cc.test:8443/api?token=secret", "https://cc.test:8443/api"),
     ("postgresql://wfm@db.test/wfm", "postgresql://db.test/wfm"),
+    ("postgresql://wfm:secret@/wfm?host=/run/pg&password=secret", "postgresql:///wfm?host=%2Frun%2Fpg"),
     ("http://[::1]:8080/hs/wfm", "http://[::1]:8080/hs/wfm"),
     ("s3://wfm-lake/prod", "s3://wfm-lake/prod"),
     ("/srv/wfm/lake", "/srv/wfm/lake"),
@@ -209,10 +213,20 @@ def test_public_target_drops_credentials_and_query(url: str, shown: str) -> None
 
 
 @pytest.mark.slow
-def test_database_flag_starts_and_checks_the_embedded_postgres(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    # wfm.config points XDG_RUNTIME_DIR at the data dir; platformdirs warns unless it is private
-    (tmp_path / "data").mkdir(mode=0o700)
-    outcome = run_cli(monkeypatch, {"WFM_LAKE_PATH": str(tmp_path / "lake")}, "--database")
+def test_a_reachable_database_answers_select_1(database_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    outcome = run_cli(monkeypatch, {"WFM_DATABASE_URL": database_url, "WFM_LAKE_PATH": str(tmp_path / "lake")})
     assert outcome.exit_code == 0, outcome.output
     [line] = [line for line in outcome.output.splitlines() if "warehouse" in line]
     assert "OK" in line and "select 1 (PostgreSQL" in line
+
+
+@pytest.mark.slow
+def test_database_flag_checks_the_embedded_postgres(postgres_server: str, tmp_path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # the session's server stands in for the embedded one, which wfm.config starts once per process
+    started: list[str] = []
+    monkeypatch.setattr("wfm.config.embedded_database_url", lambda: started.append("yes") or postgres_server)
+    without_flag = by_system(run_checks(load_settings({})))["warehouse"]
+    assert without_flag.status == "SKIPPED" and started == []
+    with_flag = by_system(run_checks(load_settings({}), database=True))["warehouse"]
+    assert (with_flag.status, with_flag.target, started) == ("OK", "embedded", ["yes"])

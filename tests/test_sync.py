@@ -172,3 +172,48 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
             return v.isoformat()
         return None if v is None or (isinstance(v, float) and v != v) else str(v)
     return frame.apply(lambda column: column.map(value))
+
+
+def test_bad_rows_go_to_quarantine_with_reasons_and_the_good_rows_land(wfm_env, database_url):
+    clean = sync_stream("agent_status_intervals", FIRST, LAST)
+    wfm_env.set_faults("corrupt=0.02")
+    with psycopg.connect(database_url) as conn:
+        conn.execute("TRUNCATE wfm.agent_status_intervals")
+        conn.execute("DELETE FROM wfm_meta.sync_windows")
+        conn.commit()
+    run = sync_stream("agent_status_intervals", FIRST, LAST)
+    damaged = wfm_env.stats()["faults"]["corrupt"]
+    assert damaged > 0 and run["rows_quarantined"] > 0 and run["status"] == "completed"
+    with psycopg.connect(database_url) as conn:
+        held = conn.execute("""SELECT stream, run_id, window_start, window_end, reason, record
+                               FROM wfm_meta.quarantine WHERE run_id = %s""", (run["run_id"],)).fetchall()
+        bad_left = conn.execute("SELECT count(*) FROM wfm.agent_status_intervals WHERE ended_at < started_at"
+                                ).fetchone()[0]
+        landed = conn.execute("SELECT count(*) FROM wfm.agent_status_intervals").fetchone()[0]
+    assert len(held) == run["rows_quarantined"]
+    for stream, run_id, start, end, reason, record in held:
+        assert stream == "agent_status_intervals" and start < end and reason and isinstance(record, dict)
+    reasons = " ".join(r[4] for r in held)
+    assert "ExpectColumnPairValuesAToBeGreaterThanB(ended_at, started_at)" in reasons or "field " in reasons
+    assert bad_left == 0
+    assert clean["rows_inserted"] - damaged <= landed < clean["rows_inserted"]
+
+
+def test_a_window_failing_the_gate_is_held_back_and_earlier_data_is_untouched(wfm_env, database_url):
+    sync_stream("agent_calls", FIRST, LAST)
+    before = dump(database_url, "agent_calls")
+    wfm_env.set_faults("corrupt=0.5")
+    with pytest.raises(SyncFailed, match=r"agent_calls: 3 window\(s\) not landed .*threshold 5.0%"):
+        sync_stream("agent_calls", FIRST, LAST, force=True)
+    assert dump(database_url, "agent_calls") == before
+    with psycopg.connect(database_url) as conn:
+        statuses = conn.execute("""SELECT w.status, count(*) FROM wfm_meta.sync_windows w JOIN wfm_meta.sync_runs r
+                                   USING (run_id) WHERE r.status = 'failed' GROUP BY 1""").fetchall()
+        assert conn.execute("SELECT count(*) FROM wfm_meta.quarantine WHERE stream = 'agent_calls'").fetchone()[0] > 0
+    assert statuses == [("held", 3)]
+
+
+def test_dry_run_lands_nothing(wfm_env, database_url):
+    run = sync_stream("agent_logins", FIRST, LAST, dry_run=True)
+    assert run["rows_fetched"] > 0
+    assert dump(database_url, "agent_logins") == []

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import typer
 from rich.console import Console
@@ -136,7 +136,7 @@ def check_lake(lake: LakeLocation | None) -> CheckResult:
 
 
 def public_target(url: str) -> str:
-    """The address without user, password or query (which may carry a password)."""
+    """The address without user, password or query, but for a `host`/`port` given in the query."""
     parts = urlsplit(url)
     if not parts.scheme or not parts.netloc:
         return url   # a local path
@@ -145,7 +145,8 @@ def public_target(url: str) -> str:
     except ValueError:
         host, port = parts.netloc.rpartition("@")[2], None
     host = f"[{host}]" if ":" in host else host
-    return urlunsplit((parts.scheme, host + (f":{port}" if port else ""), parts.path, "", ""))
+    where = urlencode([(key, value) for key, value in parse_qsl(parts.query) if key in ("host", "port")])
+    return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}{'?' + where if where else ''}"
 
 
 def results_table(results: Iterable[CheckResult], origin: Mapping[str, str] | None = None) -> Table:

@@ -13,6 +13,8 @@ same faults):
 - `timeout`: wait `slow_seconds`, then answer normally.
 - `drop`: close the connection without answering.
 - `truncate`: send the headers with the full Content-Length, then only part of the body.
+- `corrupt`: contact-center historic answers only, drawn per record: that share of the records
+  is damaged (see `corrupt.py`); the count is of damaged records.
 - `restate`: serviceGroupData only, drawn independently of the others: after the answer is
   computed, the simulator restates the intervals it holds, so a repeated request gets corrected
   numbers while this one carries the old ones.
@@ -35,7 +37,8 @@ from dataclasses import dataclass, field
 from .base import SimResponse
 
 EXCLUSIVE_KINDS = ("500", "502", "503", "504", "429", "timeout", "drop", "truncate")
-KINDS = EXCLUSIVE_KINDS + ("restate",)
+KINDS = EXCLUSIVE_KINDS + ("restate", "corrupt")
+INDEPENDENT_KINDS = ("restate", "corrupt")
 ONEC_KINDS = ("500", "502", "503", "drop", "timeout")
 RETRY_AFTER_FORMS = ("seconds", "http-date", "mixed")
 
@@ -72,7 +75,7 @@ class FaultSpec:
                 options[key] = value
             else:
                 raise ValueError(f"fault spec item {item!r}: unknown kind or option {key!r}")
-        total = sum(rate for kind, rate in rates.items() if kind != "restate")
+        total = sum(rate for kind, rate in rates.items() if kind not in INDEPENDENT_KINDS)
         if total > 1.0 + 1e-9:
             raise ValueError(f"fault spec {text!r}: probabilities other than restate add up to {total:g} > 1")
         return cls(rates=rates, text=text.strip(), **options)  # type: ignore[arg-type]
@@ -86,6 +89,8 @@ class Fault:
     restate: bool = False
     retry_after_date: bool = False
     onec_body: int = 0          # 0 empty, 1 plain text, 2 JSON (1C 500 only)
+    corrupt: float = 0.0        # share of records to damage in a contact-center historic answer
+    corrupt_seed: int = 0
 
 
 NO_FAULT = Fault()
@@ -123,7 +128,12 @@ class FaultInjector:
                 self.counts[counted] += 1
         form = spec.retry_after_form
         date_form = form == "http-date" or (form == "mixed" and form_draw < 0.5)
-        return Fault(kind, restate, date_form, int(body_draw * 3))
+        corrupt = spec.rates.get("corrupt", 0.0) if system == "cc" and path.startswith("/historic/") else 0.0
+        return Fault(kind, restate, date_form, int(body_draw * 3), corrupt, int(draw * 2**31))
+
+    def count(self, kind: str, n: int) -> None:
+        with self._lock:
+            self.counts[kind] += n
 
     def fault_counts(self) -> dict[str, int]:
         with self._lock:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import socket
 import sys
 import threading
@@ -30,6 +31,7 @@ import orjson
 from .auth import AuthConfig, Authenticator
 from .base import SimResponse, SimulatedSystem, utc_now
 from .contact_center import BadRequest, ContactCenterSystem
+from .corrupt import corrupt_body
 from .faults import Fault, FaultInjector
 from .world import SimConfig, World
 
@@ -242,6 +244,10 @@ class _Handler(BaseHTTPRequestHandler):
             response = self._answer(system, relative, query, body)
             if fault.restate and response.status == 200:
                 sim.restate_answer(response.body)
+            if fault.corrupt and response.status == 200:
+                body, damaged = corrupt_body(response.body, fault.corrupt, random.Random(fault.corrupt_seed))
+                response = SimResponse(200, body, response.headers, response.content_type)
+                sim.faults.count("corrupt", damaged)
         sim.record(self.command, path, query, response.status, _fault_name(fault))
         self._send(response, truncate=fault.kind == "truncate")
 
