@@ -74,7 +74,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, use_blocks: bool | No
 
 
 def _saved_blocks() -> dict[str, Block]:
-    """The blocks saved under the well-known names; {} when no Prefect API can be reached."""
+    """The blocks saved under the well-known names; lookup stops at the first sign of a dead API."""
     import httpx
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED

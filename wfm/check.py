@@ -30,7 +30,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from blocks import BLOCK_NAMES, Connections, LakeLocation, WarehouseConnection, load_settings
+from blocks import (BLOCK_NAMES, Connections, ContactCenterConnection, LakeLocation, OneCConnection,
+                    WarehouseConnection, load_settings)
 from connectors.errors import SourceError, SourceUnavailable
 from connectors.http import RetryPolicy
 from connectors.settings import CONTACT_CENTER, ONEC
@@ -71,8 +72,8 @@ def run_checks(connections: Connections | None = None, *, timeout: float = 10.0,
     return [_masked(result, secrets) for result in results]
 
 
-def check_source(system: str, connection: Any, path: str, summarize: Callable[[Any], str], *,
-                 timeout: float, hint: str) -> CheckResult:
+def check_source(system: str, connection: ContactCenterConnection | OneCConnection | None, path: str,
+                 summarize: Callable[[Any], str], *, timeout: float, hint: str) -> CheckResult:
     """One GET through the connectors' client: reachable, authenticated, answering the contract."""
     if connection is None:
         return CheckResult(system, "-", "SKIPPED", None, hint)

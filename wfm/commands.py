@@ -43,18 +43,26 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
     return results
 
 
-RUN_COLUMNS = ("stream", "mode", "status", "windows_landed", "windows_skipped", "windows_held", "rows_fetched",
-               "duplicates_removed", "rows_inserted", "rows_updated", "rows_quarantined", "api_calls", "retries",
-               "watermark_after")
+RUN_COLUMNS = {   # header -> how to read it off a ledger row
+    "stream": lambda r: r["stream"], "mode": lambda r: r["mode"], "status": lambda r: r["status"],
+    "windows l/s/h": lambda r: f"{r['windows_landed']}/{r['windows_skipped']}/{r['windows_held']}",
+    "fetched": lambda r: r["rows_fetched"], "dupes": lambda r: r["duplicates_removed"],
+    "new": lambda r: r["rows_inserted"], "changed": lambda r: r["rows_updated"],
+    "quarant.": lambda r: r["rows_quarantined"], "calls": lambda r: r["api_calls"],
+    "retries": lambda r: r["retries"], "watermark": lambda r: r["watermark_after"],
+}
 
 
 def print_runs(console: Console, runs: list[dict]) -> None:
-    table = Table(title="sync runs", show_lines=False)
+    table = Table(title="sync runs (windows landed/skipped/held)", show_lines=False, pad_edge=False)
     for name in RUN_COLUMNS:
-        table.add_column(name.replace("_", " "), overflow="fold")
+        table.add_column(name, no_wrap=name == "stream", justify="left" if name in ("stream", "mode") else "right")
     for run in runs:
-        table.add_row(*(_cell(run.get(name)) for name in RUN_COLUMNS))
+        table.add_row(*(_cell(read(run)) for read in RUN_COLUMNS.values()))
     console.print(table)
+    failed = [r for r in runs if r.get("error")]
+    for run in failed:
+        console.print(f"[red]{run['stream']}[/]: {run['error']}", highlight=False)
 
 
 def _cell(value: object) -> str:
@@ -134,6 +142,8 @@ def run_demo(console: Console, days: int, agents: int) -> None:
     for table in sorted(p.name for p in lake.iterdir() if p.is_dir()):
         files = list((lake / table).rglob("*.parquet"))
         console.print(f"  {table:<26} {len(files):>3} file(s)")
-    console.print("\nTry it with DuckDB:\n"
-                  f"  duckdb -c \"SELECT state_code, count(*) FROM read_parquet('{lake}/agent_status_intervals/*/*.parquet',"
-                  " hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC\"")
+    query = (f"SELECT state_code, count(*) AS n FROM read_parquet('{lake}/agent_status_intervals/*/*.parquet', "
+             "hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC")
+    console.print("\nQuery it with DuckDB (paste as one line):", highlight=False)
+    console.print(f'  .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"', highlight=False,
+                  soft_wrap=True)
