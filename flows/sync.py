@@ -146,15 +146,28 @@ def _artifact(run: dict) -> None:
 
 def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, force: bool,
                   dry_run: bool) -> list[dict]:
-    """Run streams one after another; one failing stream does not stop the others."""
+    """Run streams one after another; one failing stream does not stop the others.
+
+    `all` means every stream of the systems that are configured; naming a stream of a system
+    that is not configured is an error.
+    """
+    settings = resolve_settings()
+    chosen = catalog.resolve(names)
+    if "all" in names:
+        skipped = sorted({s.system for s in chosen if not settings.configured(s.system)})
+        chosen = [s for s in chosen if settings.configured(s.system)]
+        if skipped:
+            get_run_logger().warning("not configured, skipped: %s", ", ".join(skipped))
+        if not chosen:
+            raise SyncFailed("no source is configured: set WFM_CC_URL and/or WFM_ONEC_URL")
     results, failures = [], []
-    for declared in catalog.resolve(names):
+    for declared in chosen:
         try:
             results.append(sync_stream(declared.name, start, end, force, dry_run))
         except Exception as exc:
             failures.append(str(exc).splitlines()[0])
-    if not dry_run and any(n in ("all", "agent_employee_map") for n in names):
-        build_agent_employee_map(resolve_settings().database_url, resolve_settings().lake_path)
+    if not dry_run and not failures and any(n in ("all", "agent_employee_map") for n in names):
+        build_agent_employee_map(settings.database_url, settings.lake_path)
     if failures:
         raise SyncFailed("; ".join(failures))
     return results

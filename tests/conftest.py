@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 SIM_START = dt.date(2026, 11, 9)   # a fixed simulated fortnight; tests set the simulator's clock
 

@@ -29,25 +29,54 @@ ALL_BLOCKS = {ContactCenterConnection, OneCConnection, WarehouseConnection, Lake
 
 # -- Prefect's standards ----------------------------------------------------------------------------
 
-class TestContactCenterConnectionStandards(BlockStandardTestSuite):
+@pytest.fixture(scope="module")
+def logo_url():
+    """The shipped logo served on loopback: the suite's image check opens a URL, and CI has no internet."""
+    import threading
+    from functools import partial
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+    from pathlib import Path
+
+    import blocks
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    assets = Path(blocks.__file__).parent / "assets"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Quiet, directory=str(assets)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/wfm.png"
+    server.shutdown()
+    server.server_close()
+
+
+class _Standards(BlockStandardTestSuite):
+    @pytest.fixture(autouse=True)
+    def served_logo(self, block: type[Block], logo_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(block, "_logo_url", logo_url)
+
+
+class TestContactCenterConnectionStandards(_Standards):
     @pytest.fixture
     def block(self) -> type[Block]:
         return ContactCenterConnection
 
 
-class TestOneCConnectionStandards(BlockStandardTestSuite):
+class TestOneCConnectionStandards(_Standards):
     @pytest.fixture
     def block(self) -> type[Block]:
         return OneCConnection
 
 
-class TestWarehouseConnectionStandards(BlockStandardTestSuite):
+class TestWarehouseConnectionStandards(_Standards):
     @pytest.fixture
     def block(self) -> type[Block]:
         return WarehouseConnection
 
 
-class TestLakeLocationStandards(BlockStandardTestSuite):
+class TestLakeLocationStandards(_Standards):
     @pytest.fixture
     def block(self) -> type[Block]:
         return LakeLocation

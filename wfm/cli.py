@@ -7,8 +7,10 @@ import os
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 import datetime as dt  # noqa: E402
+import logging  # noqa: E402
 import sys  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
@@ -31,8 +33,28 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _quiet_prefect_tracebacks() -> None:
+    """Prefect logs a failed run with its traceback; the CLI says the same in one line."""
+    make_record = logging.getLogRecordFactory()
+    if getattr(make_record, "wfm_quiet", False):
+        return
+
+    def without_traceback(name, level, fn, lno, msg, args, exc_info, *rest, **kwargs):
+        if name.startswith(("prefect.flow_runs", "prefect.task_runs")) and level >= logging.ERROR or (
+                name.startswith("prefect") and exc_info):
+            # a run's failure is kept in its state, its logs in the API and the ledger; the
+            # terminal gets it once, as our one-line error
+            exc_info, level = None, logging.INFO
+        return make_record(name, level, fn, lno, msg, args, exc_info, *rest, **kwargs)
+
+    without_traceback.wfm_quiet = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(without_traceback)
+
+
 def guarded(action):
     """Run an action; user mistakes and source failures become one line (WFM_DEBUG=1 shows tracebacks)."""
+    if not os.environ.get("WFM_DEBUG"):
+        _quiet_prefect_tracebacks()
     try:
         return action()
     except typer.Exit:

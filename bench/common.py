@@ -1,0 +1,140 @@
+"""Shared pieces of the benchmarks: quiet telemetry, the simulator, a throwaway database, stats.
+
+Import this module before anything that imports Prefect: it sets the telemetry variables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+os.environ["DO_NOT_TRACK"] = "1"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
+
+SYSTEM_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
+UTC = dt.timezone.utc
+DEFAULT_START = dt.date(2026, 1, 5)   # a fixed simulated period; the simulator's clock is set after it
+
+
+def default_database_url() -> str:
+    return os.environ.get("WFM_DATABASE_URL") or SYSTEM_POSTGRES
+
+
+@dataclass(frozen=True)
+class Simulator:
+    """Where a running simulator answers; `mode` is "process" or "thread"."""
+
+    url: str
+    cc_url: str
+    onec_url: str
+    mode: str
+
+
+def _sim_config(agents: int, days: int, start: dt.date):
+    from connectors.simulator import ServerConfig
+    from connectors.simulator.world import SimConfig
+
+    return ServerConfig(sim=SimConfig(seed=42, agents=agents, start=start, days=days))
+
+
+def _clock(start: dt.date, days: int) -> dt.datetime:
+    """A moment after the whole simulated history, so every record is served."""
+    return dt.datetime.combine(start + dt.timedelta(days=days + 1), dt.time(12), UTC)
+
+
+def _serve(agents: int, days: int, start: dt.date, conn, stop) -> None:
+    from connectors.simulator import start_simulator
+
+    with start_simulator(_sim_config(agents, days, start)) as running:
+        running.set_clock(_clock(start, days))
+        conn.send((running.url, running.cc_url, running.onec_url))
+        stop.wait()
+
+
+@contextmanager
+def simulator(agents: int, days: int, start: dt.date = DEFAULT_START, mode: str = "process") -> Iterator[Simulator]:
+    """A simulator in a child process (its own GIL and RSS) or in a thread of this process."""
+    if mode == "thread":
+        from connectors.simulator import start_simulator
+
+        with start_simulator(_sim_config(agents, days, start)) as running:
+            running.set_clock(_clock(start, days))
+            yield Simulator(running.url, running.cc_url, running.onec_url, "thread")
+        return
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    stop = ctx.Event()
+    proc = ctx.Process(target=_serve, args=(agents, days, start, child, stop), daemon=True)
+    proc.start()
+    try:
+        if not parent.poll(60):
+            raise RuntimeError("simulator process did not start")
+        yield Simulator(*parent.recv(), "process")
+    finally:
+        stop.set()
+        proc.join(10)
+        if proc.is_alive():
+            proc.terminate()
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@contextmanager
+def throwaway_database(server_url: str) -> Iterator[str]:
+    """A fresh database `wfm_bench_<random>` on the server of `server_url`, dropped afterwards."""
+    import psycopg
+
+    name = f"wfm_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return time.perf_counter() - started, result
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def machine(database_url: str | None = None) -> str:
+    """One line: cores, memory, CPU, Python, PostgreSQL."""
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())
+    pg = ""
+    if database_url:
+        import psycopg
+
+        with psycopg.connect(database_url) as conn:
+            pg = ", PostgreSQL " + conn.execute("SHOW server_version").fetchone()[0]
+    load = ", load %.2f" % os.getloadavg()[0]
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, Python {platform.python_version()}{pg}{load}"
+
+
+def git_head() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=os.path.dirname(__file__)).stdout.strip()
+    except OSError:
+        return "?"
