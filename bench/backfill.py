@@ -30,6 +30,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 
 import common
+import stages
 import httpx
 import orjson
 import psycopg
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=1, help="floor repetitions (medians)")
     parser.add_argument("--no-rerun", action="store_true", help="skip the force=True rerun")
     parser.add_argument("--no-floor", action="store_true", help="skip the floor (e.g. under a profiler)")
+    parser.add_argument("--stages", action="store_true", help="print wall time per stage (bench/stages.py)")
     args = parser.parse_args(argv)
     end = args.start + dt.timedelta(days=args.days - 1)
     print(f"# {common.machine(args.database_url)}; commit {common.git_head()}")
@@ -159,14 +161,21 @@ def measure(args, sim: common.Simulator, db: str, lake: str, windows, end: dt.da
     from tasks.sync import close_clients
 
     out: dict = {}
+    if args.stages:
+        stages.instrument()
     with prefect_test_harness(server_startup_timeout=120):
         out["wfm"] = run_flow(args.start, end, force=False)
         out["rss_wfm"] = peak_rss_mib()
         print(f"wfm        {out['wfm'][0]:8.1f} s  peak RSS {out['rss_wfm']:.0f} MiB", flush=True)
+        if args.stages:
+            print(stages.report("stages of the first run:"), flush=True)
+            stages.reset()
         if not args.no_rerun:
             out["rerun"] = run_flow(args.start, end, force=True)
             out["rss_rerun"] = peak_rss_mib()
             print(f"wfm rerun  {out['rerun'][0]:8.1f} s  peak RSS {out['rss_rerun']:.0f} MiB", flush=True)
+            if args.stages:
+                print(stages.report("stages of the rerun:"), flush=True)
         close_clients()
     if not args.no_floor:
         runs = [[run_floor(sim.cc_url, db, lake, windows) for _ in range(2)] for _ in range(args.reps)]

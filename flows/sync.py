@@ -36,6 +36,9 @@ class SyncFailed(RuntimeError):
 def plan_period(stream: Stream, watermark: dt.datetime | None, now: dt.datetime,
                 start: dt.date | None, end: dt.date | None) -> tuple[str, dt.datetime, dt.datetime]:
     """(mode, period start, period end) of a run."""
+    family = catalog.FAMILY_OF[stream.name]
+    if not stream.incremental and family.snapshot_period is catalog.instant:
+        return "snapshot", now, now          # an online snapshot is always of this moment
     if start is not None or end is not None:
         first = start or (end or now.date())
         last = end or now.date()
@@ -43,7 +46,7 @@ def plan_period(stream: Stream, watermark: dt.datetime | None, now: dt.datetime,
             raise ValueError(f"--end {last} is before --start {first}")
         return "backfill", _midnight(first), _midnight(last) + dt.timedelta(days=1)
     if not stream.incremental:
-        period_start, period_end = catalog.FAMILY_OF[stream.name].snapshot_period(now)
+        period_start, period_end = family.snapshot_period(now)
         return "snapshot", period_start, period_end
     base = watermark or _midnight(now.date()) - dt.timedelta(days=INITIAL_DAYS)
     return "incremental", _midnight((base - stream.lookback).date()), now

@@ -1,0 +1,79 @@
+"""Wall time per pipeline stage of a sync run, summed over the task runner's threads.
+
+`instrument()` wraps the functions `tasks.sync` calls (fetch, validate, deduplicate, upsert,
+the landing transaction, lake publication) and GX's lock, in this process only; nothing on
+disk changes. Sums are thread-seconds: with 4 workers they can add up to 4× the wall time.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from functools import wraps
+
+_totals: dict[str, float] = defaultdict(float)
+_calls: dict[str, int] = defaultdict(int)
+_lock = threading.Lock()
+
+
+def _add(name: str, seconds: float) -> None:
+    with _lock:
+        _totals[name] += seconds
+        _calls[name] += 1
+
+
+def _timed(name: str, fn):
+    @wraps(fn)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _add(name, time.perf_counter() - started)
+    return wrapper
+
+
+class _TimedLock:
+    """Stands in for quality._GX_LOCK: times the wait for it and the time it is held."""
+
+    def __init__(self, lock) -> None:
+        self._lock = lock
+        self._local = threading.local()
+
+    def __enter__(self):
+        started = time.perf_counter()
+        self._lock.acquire()
+        self._local.acquired = time.perf_counter()
+        _add("GX lock: waiting", self._local.acquired - started)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _add("GX lock: held (GX itself)", time.perf_counter() - self._local.acquired)
+        self._lock.release()
+
+
+def instrument() -> None:
+    from tasks import lake, quality, sync, warehouse
+
+    sync.fetch = _timed("fetch + parse (connector)", sync.fetch)
+    quality.validate = _timed("validate (incl. lock wait, pandas)", quality.validate)
+    quality._GX_LOCK = _TimedLock(quality._GX_LOCK)
+    warehouse.deduplicate = _timed("deduplicate", warehouse.deduplicate)
+    warehouse.upsert = _timed("upsert (COPY + INSERT)", warehouse.upsert)
+    warehouse._copy = _timed("  of which COPY", warehouse._copy)
+    sync._land = _timed("landing transaction (upsert + ledger + commit)", sync._land)
+    lake.publish = _timed("lake publication", lake.publish)
+
+
+def reset() -> None:
+    with _lock:
+        _totals.clear()
+        _calls.clear()
+
+
+def report(title: str) -> str:
+    with _lock:
+        lines = [f"{title}", f"  {'stage':48} {'thread-s':>9} {'calls':>6}"]
+        lines += [f"  {name:48} {seconds:9.1f} {_calls[name]:6d}" for name, seconds in _totals.items()]
+    return "\n".join(lines)
