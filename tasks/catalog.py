@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connectors import contact_center as cc
-from connectors import onec
+from connectors import onec, planning
 from connectors.streams import Stream
 
 UTC = dt.timezone.utc
@@ -57,6 +57,9 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 STREAMS: dict[str, Stream] = {s.name: s for family in FAMILIES for s in family.streams}
+# streams that arrive as files (wfm import); every API stream can be imported from a file too
+FILE_STREAMS: dict[str, Stream] = {s.name: s for s in planning.STREAMS}
+IMPORTABLE: dict[str, Stream] = {**STREAMS, **FILE_STREAMS}
 FAMILY_OF: dict[str, Family] = {s.name: family for family in FAMILIES for s in family.streams}
 DERIVED = ("agent_employee_map",)
 

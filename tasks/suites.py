@@ -31,7 +31,7 @@ from great_expectations.expectations.expectation_configuration import Expectatio
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from connectors import contact_center as cc
-from connectors import onec
+from connectors import onec, planning
 from connectors.streams import Stream
 
 __all__ = ["DEFAULT_THRESHOLD", "SUITES", "Suite", "check_name"]
@@ -161,4 +161,5 @@ SUITES: dict[str, Suite] = {s.stream.name: s for s in (
     suite(onec.NORM_HOURS, non_negative("norm_hours"), not_before("period_end", "period_start")),
     suite(onec.TIMESHEET_DAYS, within("hours", 0, 24), one_of("time_type", TIME_TYPES)),
     suite(onec.TIMESHEET_SUMMARIES, non_negative("half1_days", "half1_hours", "half2_days", "half2_hours")),
+    suite(planning.PLANNED_SHIFTS, after("shift_end", "shift_start"), within("unpaid_break_minutes", 0, 720)),
 )}

@@ -19,7 +19,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from connectors.http import CallStats, SourceClient
-from connectors.records import Reject
+from connectors.records import Parsed, Reject
 from connectors.settings import SourceSettings
 from connectors.streams import Stream, Window, fetch
 
@@ -86,16 +86,27 @@ def sync_window(plan: RunPlan, window: Window) -> WindowReport:
     """Extract, validate and land one window, exactly once."""
     stats = CallStats()
     parsed = fetch(client_for(plan.source), plan.stream, window, stats)
+    return land_batch(plan, window, parsed, stats.snapshot())
+
+
+def land_batch(plan: RunPlan, window: Window, parsed: Parsed, calls: dict[str, int] | None = None) -> WindowReport:
+    """Validate a parsed batch and land it: the path every batch takes, from an API or a file.
+
+    Rows failing an error-severity expectation go to quarantine with the reason; if their share
+    exceeds the threshold nothing of the batch lands ("held"); otherwise the good rows are
+    deduplicated on the key and upserted in the same transaction as the ledger row.
+    """
     result = quality.validate(plan.stream.name, parsed.table)
     decision = quality.gate(result, plan.threshold, window=window.label)
     good, _ = result.split(parsed.table)
     rejects = list(parsed.rejects) + [
         Reject("; ".join(names), None, parsed.records[row]) for row, names in sorted(result.failed_rows.items())]
     clean = warehouse.deduplicate(good, plan.stream.key)
+    calls = calls or {}
     counts = {"rows_fetched": parsed.table.num_rows + len(parsed.rejects),
               "duplicates_removed": good.num_rows - clean.num_rows, "rows_quarantined": len(rejects),
-              **stats.snapshot()}
-    counts["api_calls"] = counts.pop("calls")
+              "api_calls": calls.get("calls", 0), "retries": calls.get("retries", 0),
+              "throttled": calls.get("throttled", 0)}
     if plan.dry_run:   # the ledger says what would have happened; no data, quarantine or watermark
         with psycopg.connect(plan.database_url) as conn, conn.transaction():
             ledger.record_window(conn, plan.run_id, window, "dry-run", counts,
