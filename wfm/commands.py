@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import psycopg
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -45,20 +46,25 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
 
 RUN_COLUMNS = {   # header -> how to read it off a ledger row
     "stream": lambda r: r["stream"], "mode": lambda r: r["mode"], "status": lambda r: r["status"],
-    "windows l/s/h": lambda r: f"{r['windows_landed']}/{r['windows_skipped']}/{r['windows_held']}",
+    "l/s/h": lambda r: f"{r['windows_landed']}/{r['windows_skipped']}/{r['windows_held']}",
     "fetched": lambda r: r["rows_fetched"], "dupes": lambda r: r["duplicates_removed"],
     "new": lambda r: r["rows_inserted"], "changed": lambda r: r["rows_updated"],
-    "quarant.": lambda r: r["rows_quarantined"], "calls": lambda r: r["api_calls"],
+    "quar.": lambda r: r["rows_quarantined"], "calls": lambda r: r["api_calls"],
     "retries": lambda r: r["retries"], "watermark": lambda r: r["watermark_after"],
 }
 
 
+NARROW = ("stream", "status", "l/s/h", "fetched", "new", "changed", "quar.")
+
+
 def print_runs(console: Console, runs: list[dict]) -> None:
-    table = Table(title="sync runs (windows landed/skipped/held)", show_lines=False, pad_edge=False)
-    for name in RUN_COLUMNS:
-        table.add_column(name, no_wrap=name == "stream", justify="left" if name in ("stream", "mode") else "right")
+    """The ledger rows as a table; on a narrow terminal, the columns that matter most."""
+    shown = {k: v for k, v in RUN_COLUMNS.items() if console.width >= 130 or k in NARROW}
+    table = Table(title="sync runs (windows landed/skipped/held)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in shown:
+        table.add_column(name, no_wrap=True, justify="left" if name in ("stream", "mode", "status") else "right")
     for run in runs:
-        table.add_row(*(_cell(read(run)) for read in RUN_COLUMNS.values()))
+        table.add_row(*(_cell(read(run)) for read in shown.values()))
     console.print(table)
     failed = [r for r in runs if r.get("error")]
     for run in failed:
