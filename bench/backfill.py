@@ -1,7 +1,8 @@
 """Agent-status backfill through the real `sync_stream` flow, against a hand-written "floor".
 
-    .venv/bin/python bench/backfill.py                          # default size, see RESULTS.md
-    .venv/bin/python bench/backfill.py --agents 1000 --days 30  # the full month (~10 minutes)
+    .venv/bin/python bench/backfill.py                          # 1000 agents × 30 days, ~3 min in all
+    .venv/bin/python bench/backfill.py --agents 200 --days 3    # a quick smoke run
+    .venv/bin/python bench/backfill.py --stages --no-floor      # wall time per stage (bench/stages.py)
     .venv/bin/python bench/backfill.py --database-url postgresql://postgres@127.0.0.1:5432/test
 
 The simulator runs in a child process, so this process's peak RSS is the pipeline's; the flow
@@ -109,7 +110,10 @@ def floor_lake(lake: str, rows: list[tuple]) -> None:
                      partitioning_flavor="hive", existing_data_behavior="delete_matching")
 
 
-def run_floor(cc_url: str, database_url: str, lake: str, windows: list[streams.Window]) -> dict:
+def run_floor(cc_url: str, database_url: str, lake: str, windows: list[streams.Window], fresh: bool) -> dict:
+    if fresh:   # not timed: the first floor run of each repetition starts from an empty table
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS floor CASCADE")
     extract, rows = common.timed(floor_extract, cc_url, windows)
     load, inserted = common.timed(floor_load, database_url, rows)
     parquet, _ = common.timed(floor_lake, lake, rows)
@@ -178,7 +182,8 @@ def measure(args, sim: common.Simulator, db: str, lake: str, windows, end: dt.da
                 print(stages.report("stages of the rerun:"), flush=True)
         close_clients()
     if not args.no_floor:
-        runs = [[run_floor(sim.cc_url, db, lake, windows) for _ in range(2)] for _ in range(args.reps)]
+        runs = [[run_floor(sim.cc_url, db, lake, windows, fresh) for fresh in (True, False)]
+                for _ in range(args.reps)]
         out["floor"] = {k: common.median([r[0][k] for r in runs]) for k in runs[0][0]}
         out["floor_rerun"] = {k: common.median([r[1][k] for r in runs]) for k in runs[0][1]}
     return out
@@ -204,7 +209,7 @@ def summarize(out: dict) -> None:
         if name in out:
             f = out[name]
             print(f"{name + ':':12} {f['total']:7.1f} s = extract {f['extract']:.1f} + load {f['load']:.1f} + "
-                  f"parquet {f['lake']:.1f}  ({f['rows']:,} rows, {f['inserted']:,} inserted)")
+                  f"parquet {f['lake']:.1f}  ({f['rows']:,.0f} rows, {f['inserted']:,.0f} inserted)")
     if "floor" in out:
         print(f"ratio wfm/floor = {seconds / out['floor']['total']:.1f}x;  "
               f"wfm landed {landed / seconds:,.0f} rows/s vs floor {out['floor']['inserted'] / out['floor']['total']:,.0f}")

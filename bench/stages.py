@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from functools import wraps
 
 _totals: dict[str, float] = defaultdict(float)
@@ -31,6 +32,17 @@ def _timed(name: str, fn):
             return fn(*args, **kwargs)
         finally:
             _add(name, time.perf_counter() - started)
+    return wrapper
+
+
+def _timed_entry(name: str, factory):
+    """A context manager factory whose entry (e.g. waiting for a slot) is timed."""
+    @contextmanager
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        with factory(*args, **kwargs):
+            _add(name, time.perf_counter() - started)
+            yield
     return wrapper
 
 
@@ -64,6 +76,8 @@ def instrument() -> None:
     warehouse._copy = _timed("  of which COPY", warehouse._copy)
     sync._land = _timed("landing transaction (upsert + ledger + commit)", sync._land)
     lake.publish = _timed("lake publication", lake.publish)
+    if hasattr(sync, "source_slot"):   # the per-source concurrency limit, where present
+        sync.source_slot = _timed_entry("waiting for a source slot", sync.source_slot)
 
 
 def reset() -> None:
