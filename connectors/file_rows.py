@@ -1,0 +1,195 @@
+"""Rows read from a file, typed with the converters API records use, each row knowing its place.
+
+A file's values arrive as text (CSV) or already typed (Parquet, JSON). `parse_table` converts a
+column in one vectorised cast when its values allow it and otherwise hands that column to
+`records.to_arrow`, the API path, so a value that does not fit rejects its row only. Every
+reject names the file's row and column (`row 48211: field Start: ... (value '09.11.2026')`) and
+its record carries `_file` and `_row`, so the quarantine says where the row came from.
+
+Empty CSV cells are absent values (the field's default applies, or the row is rejected when the
+field is required); a quoted empty string stays an empty string in a text field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .records import EXTRA, Field, Parsed, Reject, flatten, to_arrow
+
+__all__ = ["EXTRA_FIELD", "FileRecords", "file_fields", "name_rows", "parse_records", "parse_table"]
+
+_CAST_FAILED = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
+_ARROW_KINDS = {pa.string(): "text", pa.date32(): "date", pa.int64(): "int", pa.float64(): "float",
+                pa.bool_(): "bool", pa.list_(pa.string()): "text_list"}
+
+
+def file_fields(fields: Sequence[Field], extra: Sequence[pa.Field] = ()) -> tuple[Field, ...]:
+    """A stream's fields plus its derived columns: in a file, every table column is read by name."""
+    derived = tuple(Field(f.name, f.name, "timestamp" if pa.types.is_timestamp(f.type) else _ARROW_KINDS[f.type])
+                    for f in extra)
+    return (*fields, *derived)
+
+
+EXTRA_FIELD = Field(EXTRA, EXTRA, "json", required=False)   # our exports carry `_extra`; an import restores it
+
+
+class FileRecords(Sequence[dict]):
+    """The raw record behind each row, built only when a row is rejected or fails a check."""
+
+    def __init__(self, file: str, rows: Sequence[int], table: pa.Table) -> None:
+        self.file, self.rows, self.table = file, rows, table
+        self._values: dict[str, list[Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if self._values is None:
+            self._values = {name: self.table.column(name).to_pylist() for name in self.table.column_names}
+        return {"_file": self.file, "_row": int(self.rows[index]),
+                **{name: _shown(values[index]) for name, values in self._values.items()}}
+
+
+def _shown(value: Any) -> Any:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def name_rows(rejects: Sequence[Reject]) -> list[Reject]:
+    """Rejects whose reason starts with the file row: `row 12: field Start: ...`."""
+    return [r if r.reason.startswith("row ") or "_row" not in r.record
+            else Reject(f"row {r.record['_row']}: {r.reason}", r.field, r.record) for r in rejects]
+
+
+def parse_table(file: str, rows: Sequence[int], table: pa.Table, fields: Sequence[Field],
+                rejects: Sequence[Reject] = ()) -> Parsed:
+    """The stream's typed rows from a table of file columns; each field's `source` names its file column.
+
+    `rows` holds the file row number of each table row; `rejects` are rows the reader could not
+    split or decode, passed through. Columns a field reads that the file lacks are all-absent.
+    """
+    raw = {f.column: _absent_as_null(table.column(f.source), f) if f.source in table.column_names
+           else pa.nulls(table.num_rows, pa.string()) for f in fields}
+    out = list(rejects)
+    missing = _missing_required(raw, fields)
+    if missing:
+        records = FileRecords(file, rows, table)
+        out += [Reject(f"field {f.sources[0]}: required but missing", f.sources[0], records[i])
+                for i, f in missing.items()]
+        keep = pa.array([i for i in range(table.num_rows) if i not in missing], pa.int64())
+        table, rows = table.take(keep), [rows[i] for i in keep.to_pylist()]
+        raw = {name: column.take(keep) for name, column in raw.items()}
+    typed = {f.column: _cast(raw[f.column], f) for f in fields}
+    slow = [f for f in fields if typed[f.column] is None]
+    if slow:   # row by row, with the API's converters, only the columns whose cast failed
+        values = {f.column: _python_values(raw[f.column], f) for f in slow}
+        converted = to_arrow(values, list(range(table.num_rows)), slow)   # type: ignore[arg-type]
+        records = FileRecords(file, rows, table)
+        out += [Reject(r.reason, r.field, records[r.record]) for r in converted.rejects]  # type: ignore[index]
+        keep = pa.array(converted.records, pa.int64())
+        typed = {name: array if array is None else array.take(keep) for name, array in typed.items()}
+        typed.update({f.column: converted.table.column(f.column) for f in slow})
+        table, rows = table.take(keep), [rows[i] for i in converted.records]  # type: ignore[index]
+    schema = pa.schema([pa.field(f.column, f.arrow_type) for f in fields])
+    parsed = Parsed(pa.Table.from_arrays([typed[f.column] for f in fields], schema=schema),
+                    FileRecords(file, rows, table), out)  # type: ignore[arg-type]
+    return _with_defaults(parsed, fields)
+
+
+def parse_records(file: str, records: list[dict], fields: Sequence[Field],
+                  rejects: Sequence[Reject] = ()) -> Parsed:
+    """JSON records (each holding `_file` and `_row`) through the API path itself: flatten, then to_arrow.
+
+    Keys no field reads are ignored (the caller warns about them), not kept as `_extra`: only a
+    record's own `_extra` (a file we exported) is carried into that column.
+    """
+    columns, kept, broken = flatten(records, fields)
+    columns[EXTRA] = [record.get(EXTRA) for record in kept]
+    parsed = to_arrow(columns, kept, fields, [*rejects, *broken])
+    for reject in parsed.rejects:
+        reject.extra = None
+    parsed.extra = []
+    parsed.rejects = sorted(name_rows(parsed.rejects), key=lambda r: r.record.get("_row") or 0)
+    return parsed
+
+
+def _absent_as_null(column: pa.ChunkedArray, f: Field) -> pa.Array:
+    """One array; an empty string is an absent value, except in a text field."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if f.type != "text" and (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        array = pc.if_else(pc.equal(array, ""), pa.scalar(None, array.type), array)
+    return array
+
+
+def _missing_required(raw: dict[str, pa.Array], fields: Sequence[Field]) -> dict[int, Field]:
+    """Row → the first required field it lacks (the order `flatten` reports them in)."""
+    missing: dict[int, Field] = {}
+    for f in fields:
+        if f.required and raw[f.column].null_count:
+            for row in pc.indices_nonzero(pc.is_null(raw[f.column])).to_pylist():
+                missing.setdefault(row, f)
+    return dict(sorted(missing.items()))
+
+
+def _cast(array: pa.Array, f: Field) -> pa.Array | None:
+    """A vectorised cast where it means what the converters mean; None sends the column row by row."""
+    source, kind = array.type, f.type
+    textual = pa.types.is_string(source) or pa.types.is_large_string(source) or pa.types.is_null(source)
+    allowed = (
+        (textual and kind in ("text", "timestamp", "date", "int", "float"))
+        or (pa.types.is_integer(source) and kind in ("int", "float", "text"))
+        or (pa.types.is_floating(source) and kind in ("int", "float"))
+        or (pa.types.is_timestamp(source) and source.tz is not None and kind == "timestamp")
+        or (pa.types.is_date(source) and kind == "date")
+        or (pa.types.is_boolean(source) and kind == "bool"))
+    if textual and kind == "json":
+        return array.cast(pa.string()) if all(map(_is_json, pc.drop_null(array).to_pylist())) else None
+    if not allowed:
+        return None
+    try:
+        return array.cast(f.arrow_type)
+    except _CAST_FAILED:
+        return None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        orjson.loads(text)
+        return True
+    except orjson.JSONDecodeError:
+        return False
+
+
+def _python_values(array: pa.Array, f: Field) -> list[Any]:
+    """Values for the converters; JSON text in a json or list field is parsed first."""
+    values = array.to_pylist()
+    if f.type in ("json", "text_list") and pa.types.is_string(array.type):
+        values = [_json_or_text(v) for v in values]
+    return values
+
+
+def _json_or_text(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value   # the converter says what is wrong with it
+
+
+def _with_defaults(parsed: Parsed, fields: Sequence[Field]) -> Parsed:
+    """Absent optional values take the field's default, as in `flatten`; reasons name the row."""
+    table = parsed.table
+    for i, f in enumerate(fields):
+        if not f.required and f.default is not None and table.column(i).null_count:
+            filled = pc.fill_null(table.column(i), pa.scalar(f.default, f.arrow_type))
+            table = table.set_column(i, table.schema.field(i), filled)
+    rejects = sorted(name_rows(parsed.rejects), key=lambda r: r.record.get("_row") or 0)
+    return dataclasses.replace(parsed, table=table, rejects=rejects)
