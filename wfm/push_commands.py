@@ -1,0 +1,293 @@
+"""The push-back commands of `wfm`: `outbox`, `deviations`, `receiver serve` and `webhooks`.
+
+    wfm outbox [--kind schedule|fact] [--state refused]        what was sent to 1C, refused, waiting
+    wfm outbox push schedules [--since 2026-11-01] [--retry-refused]
+    wfm outbox push deviations [--settle-after 120]
+    wfm deviations [--start D --end D] [--unconfirmed]          plan against fact, with push state
+    wfm deviations build [--start D --end D]
+    wfm deviations confirm EMPLOYEE DATE | --all [--start D --end D] [--by "Иванов И.И."]
+    wfm receiver serve --port 8780                              the contact center's status push
+    wfm webhooks add URL --events sync.failed,push.refused [--secret-block NAME]
+    wfm webhooks list | remove ID | test ID
+    wfm webhooks verify --secret S --timestamp T --signature v1=... [--body-file F]   (body on stdin)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import psycopg
+import typer
+from rich import box
+from rich.table import Table
+
+from wfm import config
+
+outbox_app = typer.Typer(help="The push outbox to 1C (schedules and facts).", invoke_without_command=True)
+deviations_app = typer.Typer(help="Deviations of actual from planned time, and their confirmation.",
+                             invoke_without_command=True)
+receiver_app = typer.Typer(help="The receiver of the contact center's status push.", no_args_is_help=True)
+webhooks_app = typer.Typer(help="Signed webhook notifications.", no_args_is_help=True)
+DateOpt = Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD")]
+
+
+def _guarded(action):
+    from wfm.cli import guarded
+
+    return guarded(action)
+
+
+def _console():
+    from wfm.cli import console
+
+    return console
+
+
+def _day(value: dt.datetime | None) -> dt.date | None:
+    return value.date() if value else None
+
+
+def _connect() -> psycopg.Connection:
+    return psycopg.connect(config.database_url(), autocommit=True)
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return "" if value is None else str(value)
+
+
+# ---- outbox ----------------------------------------------------------------------------------
+
+@outbox_app.callback()
+def outbox(ctx: typer.Context,
+           kind: Annotated[Optional[str], typer.Option(help="schedule or fact")] = None,
+           state: Annotated[Optional[str], typer.Option(help="pending, sending, sent, refused or skipped")] = None,
+           limit: Annotated[int, typer.Option(help="how many rows")] = 50) -> None:
+    """What was sent to 1C, what 1C refused (with its message) and what is waiting."""
+    if ctx.invoked_subcommand is None:
+        _guarded(lambda: show_outbox(kind, state, limit))
+
+
+def show_outbox(kind: str | None, state: str | None, limit: int) -> None:
+    from tasks import outbox as box_
+
+    if kind not in (None, "schedule", "fact") or state not in (None, *box_.STATES):
+        raise ValueError(f"--kind is schedule or fact, --state one of {', '.join(box_.STATES)}")
+    with _connect() as conn:
+        box_.ensure_outbox(conn)
+        rows, totals = box_.listing(conn, kind, state, limit), box_.counts(conn)
+    table = Table(title="push outbox (1C)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("id", "kind", "employee", "period", "state", "tries", "message", "updated"):
+        table.add_column(name, overflow="fold" if name == "message" else "ellipsis", no_wrap=name != "message")
+    for r in rows:
+        table.add_row(str(r["id"]), r["kind"], r["employee_id"], r["period"], r["state"], str(r["attempts"]),
+                      r["message"] or "", _cell(r["updated_at"]))
+    console = _console()
+    console.print(table)
+    console.print("totals: " + (", ".join(f"{k} {s} {n}" for (k, s), n in sorted(totals.items())) or "empty"),
+                  highlight=False)
+
+
+@outbox_app.command("push")
+def outbox_push(what: Annotated[str, typer.Argument(help="schedules or deviations")],
+                since: DateOpt = None,
+                retry_refused: Annotated[bool, typer.Option(help="offer refused schedules again")] = False,
+                settle_after: Annotated[float, typer.Option(help="seconds before a lost fact answer is "
+                                                                  "resolved from the timesheet")] = 120.0) -> None:
+    """Run the push flow now: `schedules` (sendSchedule) or `deviations` (sendFactWorkTime)."""
+    def run() -> None:
+        from flows.push import push_deviations, push_schedules
+
+        if what == "schedules":
+            result = push_schedules(_day(since), None, retry_refused)
+        elif what == "deviations":
+            result = push_deviations(settle_after)
+        else:
+            raise ValueError(f"push what? {what!r}: schedules or deviations")
+        _console().print(f"{what}: " + (", ".join(f"{k} {v}" for k, v in sorted(result.items())) or "nothing to do"),
+                         highlight=False)
+    _guarded(run)
+
+
+# ---- deviations ------------------------------------------------------------------------------
+
+@deviations_app.callback()
+def deviations(ctx: typer.Context, start: DateOpt = None, end: DateOpt = None,
+               employee: Annotated[Optional[str], typer.Option(help="one employee id")] = None,
+               unconfirmed: Annotated[bool, typer.Option(help="only rows not confirmed yet")] = False,
+               limit: Annotated[int, typer.Option(help="how many rows")] = 50) -> None:
+    """Deviations of actual from planned time per employee and day, with what 1C made of them."""
+    if ctx.invoked_subcommand is None:
+        _guarded(lambda: show_deviations(_day(start), _day(end), employee, unconfirmed, limit))
+
+
+SHOW = """
+SELECT d.employee_id, d.work_date, d.time_types, d.deviation_hours, round(d.plan_ms / 36e5::numeric, 2),
+       round(d.fact_ms / 36e5::numeric, 2), d.confirmed, d.confirmed_by, o.state,
+       CASE WHEN o.state = 'sent' AND o.sent_hash IS DISTINCT FROM d.content_hash
+            THEN 'changed since it was sent; not sent again' ELSE o.message END
+FROM wfm.deviations d LEFT JOIN wfm_meta.push_outbox o
+  ON o.kind = 'fact' AND o.employee_id = d.employee_id AND o.period = d.work_date::text
+WHERE (%(s)s::date IS NULL OR d.work_date >= %(s)s) AND (%(e)s::date IS NULL OR d.work_date <= %(e)s)
+  AND (%(emp)s::text IS NULL OR d.employee_id = %(emp)s) AND (NOT %(u)s OR NOT d.confirmed)
+ORDER BY d.work_date DESC, d.employee_id LIMIT %(n)s
+"""
+
+
+def show_deviations(start, end, employee, unconfirmed: bool, limit: int) -> None:
+    from tasks import deviations as dev, outbox as box_
+
+    with _connect() as conn:
+        dev.ensure_tables(conn)
+        box_.ensure_outbox(conn)
+        rows = conn.execute(SHOW, {"s": start, "e": end, "emp": employee, "u": unconfirmed, "n": limit}).fetchall()
+    table = Table(title="deviations (hours)", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("employee", "date", "1C will book", "plan", "fact", "confirmed", "1C", "note"):
+        table.add_column(name, overflow="fold" if name == "note" else "ellipsis", no_wrap=name != "note")
+    for emp, day, types, hours, plan, fact, ok, by, state, message in rows:
+        table.add_row(emp, str(day), f"{types} {hours:g}", str(plan), str(fact), f"yes ({by})" if ok else "no",
+                      state or "", message or "")
+    _console().print(table)
+
+
+@deviations_app.command("build")
+def deviations_build(start: DateOpt = None, end: DateOpt = None) -> None:
+    """Rebuild the deviations of [start, end] from plan, logins and the agent map."""
+    def run() -> None:
+        from flows.push import deviations as flow
+
+        result = flow(_day(start), _day(end))
+        _console().print("deviations: " + ", ".join(f"{k} {v}" for k, v in result.items()), highlight=False)
+    _guarded(run)
+
+
+@deviations_app.command("confirm")
+def deviations_confirm(employee: Annotated[Optional[str], typer.Argument(help="employee id (1C GUID)")] = None,
+                       day: Annotated[Optional[dt.datetime], typer.Argument(formats=["%Y-%m-%d"],
+                                                                            help="YYYY-MM-DD")] = None,
+                       all_: Annotated[bool, typer.Option("--all", help="every unconfirmed deviation")] = False,
+                       start: DateOpt = None, end: DateOpt = None,
+                       by: Annotated[Optional[str], typer.Option(help="who confirms (initiator_name in 1C)")] = None
+                       ) -> None:
+    """Confirm one deviation (EMPLOYEE DATE) or --all; confirmed ones are sent by `outbox push deviations`."""
+    def run() -> None:
+        from tasks.deviations import confirm
+
+        if all_ == bool(employee and day) or (employee is None) != (day is None):
+            raise ValueError("give EMPLOYEE DATE, or --all (optionally with --start/--end)")
+        with _connect() as conn:
+            count = confirm(conn, by or getpass.getuser(), employee, _day(day), _day(start), _day(end))
+        if employee and not count:
+            raise ValueError(f"no unconfirmed deviation of {employee} on {_day(day)}")
+        _console().print(f"confirmed {count} deviation(s)")
+    _guarded(run)
+
+
+# ---- receiver --------------------------------------------------------------------------------
+
+@receiver_app.command("serve")
+def receiver_serve(port: Annotated[int, typer.Option(help="TCP port")] = 8780,
+                   host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+                   spool: Annotated[Optional[Path], typer.Option(help="spool file (default: in the data dir)")] = None
+                   ) -> None:
+    """Receive the contact center's status push (POST /ccwfm/api/rest/status) until Ctrl-C."""
+    from wfm.receiver import PATH, serve
+
+    _console().print(f"status receiver: http://{host}:{port}{PATH}  warehouse: "
+                     f"{config.describe_database(config.database_url())}; Ctrl-C stops", highlight=False)
+    _guarded(lambda: serve(port, host, spool))
+
+
+# ---- webhooks --------------------------------------------------------------------------------
+
+@webhooks_app.command("add")
+def webhooks_add(url: str,
+                 events: Annotated[str, typer.Option(help="comma-separated: sync.completed, sync.failed, "
+                                                          "quality.gate_failed, push.refused")],
+                 secret: Annotated[Optional[str], typer.Option(envvar="WFM_WEBHOOK_SECRET", show_envvar=False,
+                                                               help="signing secret (default: generated)")] = None,
+                 secret_block: Annotated[Optional[str], typer.Option(help="a Prefect Secret block instead")] = None
+                 ) -> None:
+    """Subscribe URL to events; the secret is stored encrypted (or stays in the Secret block)."""
+    def run() -> None:
+        from tasks.webhooks import add_subscriber
+
+        with _connect() as conn:
+            ident, generated = add_subscriber(conn, url, [e.strip() for e in events.split(",") if e.strip()],
+                                              secret, secret_block)
+        _console().print(f"subscriber {ident} added", highlight=False)
+        if generated:
+            _console().print("signing secret (shown once; keep it with the receiver):")
+            _console().print(generated, highlight=False, soft_wrap=True)
+    _guarded(run)
+
+
+@webhooks_app.command("list")
+def webhooks_list() -> None:
+    """Subscribers, their events and last delivery (secrets are never shown)."""
+    def run() -> None:
+        from tasks.webhooks import list_subscribers
+
+        with _connect() as conn:
+            rows = list_subscribers(conn)
+        table = Table(title="webhook subscribers", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("id", "url", "events", "secret", "last delivery"):
+            table.add_column(name, overflow="fold")
+        for r in rows:
+            table.add_row(str(r["id"]), r["url"], ", ".join(r["events"]), r["secret"],
+                          f"{r['last_outcome'] or ''} {_cell(r['last_attempt'])}".strip())
+        _console().print(table)
+    _guarded(run)
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(subscriber_id: int) -> None:
+    """Delete a subscriber and its delivery log."""
+    def run() -> None:
+        from tasks.webhooks import remove_subscriber
+
+        with _connect() as conn:
+            if not remove_subscriber(conn, subscriber_id):
+                raise ValueError(f"no webhook subscriber {subscriber_id}")
+        _console().print(f"subscriber {subscriber_id} removed")
+    _guarded(run)
+
+
+@webhooks_app.command("test")
+def webhooks_test(subscriber_id: int) -> None:
+    """Send a signed `webhook.test` event to one subscriber, with the retries, and show each attempt."""
+    def run() -> None:
+        from tasks.webhooks import TEST_EVENT, deliver_event
+
+        attempts = deliver_event(config.database_url(), TEST_EVENT, {"message": "test from wfm"}, subscriber_id)
+        if not attempts:
+            raise ValueError(f"no webhook subscriber {subscriber_id}")
+        for a in attempts:
+            _console().print(f"attempt {a.attempt}: {a.outcome} {a.status_code or ''} {a.error or ''}".rstrip(),
+                             highlight=False)
+        if attempts[-1].outcome != "delivered":
+            raise RuntimeError(f"subscriber {subscriber_id}: not delivered after {len(attempts)} attempt(s)")
+    _guarded(run)
+
+
+@webhooks_app.command("verify")
+def webhooks_verify(secret: Annotated[str, typer.Option(envvar="WFM_WEBHOOK_SECRET", show_envvar=False)],
+                    timestamp: Annotated[str, typer.Option(help="the X-WFM-Timestamp header")],
+                    signature: Annotated[str, typer.Option(help="the X-WFM-Signature header")],
+                    body_file: Annotated[Optional[Path], typer.Option(help="the raw body (default: stdin)")] = None,
+                    tolerance: Annotated[float, typer.Option(help="seconds a timestamp may be off")] = 300) -> None:
+    """Check a delivery's signature as a receiver would; exits 1 with the reason if it is not valid."""
+    def run() -> None:
+        from tasks.webhooks import check_signature
+
+        body = body_file.read_bytes() if body_file else sys.stdin.buffer.read()
+        problem = check_signature(secret, timestamp, body, signature, tolerance)
+        if problem:
+            raise ValueError(f"signature rejected: {problem}")
+        _console().print("signature valid")
+    _guarded(run)

@@ -1,0 +1,238 @@
+"""The receiver of the contact center's status push: `POST /ccwfm/api/rest/status`.
+
+The sender fires and forgets (it never retries), so an event is made durable before it is
+answered:
+- 200 only after the event's INSERT is committed to `wfm.pushed_status_events`, together with
+  the re-pairing of that worker's enter/exit events into `wfm.pushed_status_intervals`;
+- if PostgreSQL cannot take it, the event is appended to a local spool file (`O_APPEND`, fsync)
+  and the answer is 503; a background loop (and the next successful request) replays the spool
+  into PostgreSQL once it is back. Each event carries an id given on receipt, so a replay that is
+  interrupted and repeated stores nothing twice.
+- a body that is not a status event is stored too (with its error) and answered 400.
+
+Pairing: per worker, events are ordered by `actionTime` (not by arrival, so late replays fit in);
+an enter (action 1) is closed by the first exit (action 0) of the same status before the
+worker's next enter, else by that next enter (`closed_by = 'next_enter'`), else it stays open.
+
+    wfm receiver serve --port 8780        # uvicorn, database from WFM_DATABASE_URL
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import os
+import threading
+import uuid
+from pathlib import Path
+
+import orjson
+import psycopg
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+log = logging.getLogger(__name__)
+PATH = "/ccwfm/api/rest/status"
+DDL = """
+CREATE SCHEMA IF NOT EXISTS wfm;
+CREATE TABLE IF NOT EXISTS wfm.pushed_status_events (
+  event_id uuid PRIMARY KEY, received_at timestamptz NOT NULL, worker_id text, state_code text, state_name text,
+  system_id text, action smallint, action_time timestamptz, body text NOT NULL, error text);
+CREATE INDEX IF NOT EXISTS pushed_status_events_worker ON wfm.pushed_status_events (worker_id, action_time);
+CREATE TABLE IF NOT EXISTS wfm.pushed_status_intervals (
+  worker_id text NOT NULL, state_code text NOT NULL, started_at timestamptz NOT NULL, ended_at timestamptz,
+  state_name text, system_id text, closed_by text, PRIMARY KEY (worker_id, state_code, started_at));
+"""
+PAIR = """
+WITH ev AS (SELECT state_code, state_name, system_id, action, action_time FROM wfm.pushed_status_events
+            WHERE worker_id = %(w)s AND error IS NULL AND action_time >= %(lo)s),
+paired AS (
+  SELECT e.state_code, e.action_time AS started_at, e.state_name, e.system_id, n.next_enter,
+         (SELECT min(x.action_time) FROM ev x WHERE x.action = 0 AND x.state_code = e.state_code
+            AND x.action_time >= e.action_time AND x.action_time <= coalesce(n.next_enter, 'infinity')) AS exit_at
+  FROM ev e LEFT JOIN LATERAL (SELECT min(m.action_time) AS next_enter FROM ev m
+                               WHERE m.action = 1 AND m.action_time > e.action_time) n ON true
+  WHERE e.action = 1)
+INSERT INTO wfm.pushed_status_intervals AS t (worker_id, state_code, started_at, ended_at, state_name, system_id,
+                                             closed_by)
+SELECT DISTINCT ON (state_code, started_at) %(w)s, state_code, started_at, coalesce(exit_at, next_enter),
+       state_name, system_id,
+       CASE WHEN exit_at IS NOT NULL THEN 'exit' WHEN next_enter IS NOT NULL THEN 'next_enter' END
+FROM paired ORDER BY state_code, started_at
+ON CONFLICT (worker_id, state_code, started_at) DO UPDATE SET ended_at = EXCLUDED.ended_at,
+  closed_by = EXCLUDED.closed_by, state_name = EXCLUDED.state_name, system_id = EXCLUDED.system_id
+  WHERE (t.ended_at, t.closed_by) IS DISTINCT FROM (EXCLUDED.ended_at, EXCLUDED.closed_by)
+"""
+
+
+def parse_event(body: bytes) -> dict:
+    """The columns of one pushed event; `error` says why a body is not a status event."""
+    try:
+        raw = orjson.loads(body)
+        worker, action, seconds = str(raw["workerId"]).strip(), int(raw["action"]), float(raw["actionTime"])
+        if not worker or action not in (0, 1):
+            raise ValueError("workerId is empty or action is not 0/1")
+        return {"worker_id": worker, "state_code": str(raw.get("stateCode") or ""),
+                "state_name": raw.get("stateName"), "system_id": raw.get("systemId"), "action": action,
+                "action_time": dt.datetime.fromtimestamp(seconds, dt.timezone.utc), "error": None}
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+        return {"worker_id": None, "state_code": None, "state_name": None, "system_id": None, "action": None,
+                "action_time": None, "error": f"not a status event: {type(exc).__name__}: {exc}"[:300]}
+
+
+def store(conn: psycopg.Connection, event_id: str, received_at: str, body: str) -> dict:
+    """INSERT one event (idempotent by id) and re-pair its worker's intervals, in one transaction."""
+    event = parse_event(body.encode())
+    with conn.transaction():
+        if event["error"] is None:      # one worker's events are paired one transaction at a time
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"wfm-status-{event['worker_id']}",))
+        conn.execute("""INSERT INTO wfm.pushed_status_events (event_id, received_at, worker_id, state_code, state_name,
+                        system_id, action, action_time, body, error) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+                        ON CONFLICT (event_id) DO NOTHING""",
+                     (event_id, received_at, event["worker_id"], event["state_code"], event["state_name"],
+                      event["system_id"], event["action"], event["action_time"], body, event["error"]))
+        if event["error"] is None:
+            earliest_open = conn.execute("""SELECT min(started_at) FROM wfm.pushed_status_intervals
+                                            WHERE worker_id = %s AND ended_at IS NULL""",
+                                         (event["worker_id"],)).fetchone()[0]
+            lower = min(t for t in (event["action_time"], earliest_open) if t is not None) - dt.timedelta(days=1)
+            conn.execute(PAIR, {"w": event["worker_id"], "lo": lower})
+    return event
+
+
+class Spool:
+    """An append-only local file of events PostgreSQL could not take, replayed when it is back."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.replaying = self.path.with_name(self.path.name + ".replaying")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def append(self, event_id: str, received_at: str, body: str) -> None:
+        line = orjson.dumps({"event_id": event_id, "received_at": received_at, "body": body}) + b"\n"
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def waiting(self) -> bool:
+        return self.replaying.exists() or (self.path.exists() and self.path.stat().st_size > 0)
+
+    def replay(self, database_url: str) -> int:
+        """Store every spooled event; the file goes only after all of them are committed.
+
+        Called from one thread (the replay loop); appends may run concurrently."""
+        with self._lock:         # appends go on into a new file meanwhile
+            if not self.replaying.exists():
+                if not self.path.exists():
+                    return 0
+                os.replace(self.path, self.replaying)
+                _fsync_dir(self.path.parent)
+        lines = self.replaying.read_bytes().splitlines()
+        with psycopg.connect(database_url, connect_timeout=3) as conn:
+            ensure_tables(conn)
+            for line in lines:
+                try:
+                    item = orjson.loads(line)
+                except orjson.JSONDecodeError:      # a line torn by a crash mid-append
+                    log.warning("spool: skipped an unreadable line of %d bytes", len(line))
+                    continue
+                store(conn, item["event_id"], item["received_at"], item["body"])
+        self.replaying.unlink()
+        _fsync_dir(self.path.parent)
+        return len(lines)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_tables(conn: psycopg.Connection) -> None:
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('wfm-ddl'))")
+        conn.execute(DDL)
+
+
+def create_app(database_url: str, spool_path: Path, replay_every: float = 5.0) -> Starlette:
+    """The ASGI app: the status endpoint, `GET /health`, and the spool's replay loop."""
+    spool = Spool(spool_path)
+    ready = threading.Event()           # tables ensured on this database
+    stop = threading.Event()
+    wake = threading.Event()
+
+    def save(event_id: str, received_at: str, body: str) -> dict:
+        with psycopg.connect(database_url, connect_timeout=3) as conn:
+            if not ready.is_set():
+                ensure_tables(conn)
+                ready.set()
+            return store(conn, event_id, received_at, body)
+
+    def replay_loop() -> None:
+        while not stop.is_set():
+            if spool.waiting():
+                try:
+                    count = spool.replay(database_url)
+                    log.info("spool: replayed %d event(s)", count)
+                except (psycopg.Error, OSError) as exc:
+                    log.warning("spool: replay postponed, the database is unavailable: %s", type(exc).__name__)
+            wake.wait(replay_every)
+            wake.clear()
+
+    async def status(request: Request) -> JSONResponse:
+        body = (await request.body()).decode("utf-8", "replace")
+        event_id, received_at = str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc).isoformat()
+        try:
+            event = await run_in_threadpool(save, event_id, received_at, body)
+        except (psycopg.Error, OSError) as exc:
+            try:
+                await run_in_threadpool(spool.append, event_id, received_at, body)
+            except OSError:
+                log.error("status event %s lost: neither the database nor the spool could take it", event_id)
+                return JSONResponse({"result": "error", "message": "not stored"}, status_code=503)
+            log.warning("status event %s spooled, the database is unavailable: %s", event_id, type(exc).__name__)
+            wake.set()
+            return JSONResponse({"result": "spooled", "id": event_id}, status_code=503)
+        if spool.waiting():
+            wake.set()
+        if event["error"]:
+            return JSONResponse({"result": "error", "message": event["error"], "id": event_id}, status_code=400)
+        return JSONResponse({"result": "ok", "id": event_id})
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"spool_waiting": spool.waiting()})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        thread = threading.Thread(target=replay_loop, name="status-spool-replay", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            wake.set()
+            thread.join(timeout=10)
+
+    return Starlette(routes=[Route(PATH, status, methods=["POST"]), Route("/health", health, methods=["GET"])],
+                     lifespan=lifespan)
+
+
+def serve(port: int, host: str = "127.0.0.1", spool_path: Path | None = None) -> None:
+    """Serve the receiver with uvicorn until Ctrl-C."""
+    import uvicorn
+
+    from wfm import config
+
+    app = create_app(config.database_url(), spool_path or config.data_dir() / "receiver" / "status-spool.jsonl")
+    uvicorn.run(app, host=host, port=port, log_level="warning")
