@@ -10,14 +10,14 @@ import pyarrow as pa
 import pytest
 
 from connectors import contact_center as cc
-from connectors import onec
+from connectors import onec, planning
 from tasks import quality
 from tasks.quality import QualityCheckError, gate, validate
 from tasks.suites import SUITES
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)
-STREAMS = {s.name: s for s in (*cc.STREAMS, *onec.STREAMS)}
+STREAMS = {s.name: s for s in (*cc.STREAMS, *onec.STREAMS, *planning.STREAMS)}
 
 ENDED_BEFORE_STARTED = "ExpectColumnPairValuesAToBeGreaterThanB(ended_at, started_at)"
 

@@ -1,0 +1,294 @@
+"""Reconciliation: the rules of `reconcile_rules.py` checked per day partition, stored, and enforced.
+
+    outcome = reconcile(database_url, lake_path, docs_dir, run_id, landed={"agent_logins": {"date=2026-11-10"}})
+    outcome.errors        # failed error-severity results: their partitions are now held back
+
+After a stream lands, every rule that reads it is checked on the days this run landed plus the
+days its subject still has queued or held. A day is checked only when every table the rule
+reads holds it: for history streams a landed window covering the day whose landing came at
+least `settle_hours` after the day ended (so sessions still open are not judged), for snapshot
+and derived tables any rows. The rules run as one Great Expectations checkpoint, each an
+`UnexpectedRowsExpectation` on a PostgreSQL datasource (`gx_docs.py`), and the Data Docs under
+`docs_dir` are rebuilt. Each (rule, day) becomes a row of `wfm_meta.check_results`.
+
+Severity "error" blocks publication: a failing day of the subject table gets a row in
+`wfm_meta.partition_holds` (in the transaction that stores the results), `lake.publish` skips
+held partitions, and a partition published before the rule could be checked is withdrawn from
+the lake and queued again. PostgreSQL keeps the rows — they are committed, and the next landing
+may correct them — so readers who want only reconciled data read the lake or join the holds.
+When the rule passes on a later run, the hold goes and the partition is published. "warn"
+results are stored and logged, and hold nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import string
+import threading
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import psycopg
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NONE
+
+from . import catalog, lake, ledger, reports, webhooks
+from .derived import AGENT_EMPLOYEE_MAP
+from .reconcile_rules import ERROR, RULES, WARN, Rule
+
+__all__ = ["CheckResult", "Outcome", "Tolerances", "period_days", "reconcile", "reconcile_landed"]
+
+STREAMS = {**catalog.STREAMS, AGENT_EMPLOYEE_MAP.name: AGENT_EMPLOYEE_MAP}
+_GX_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """How far honest data may disagree; `from_env` reads WFM_RECONCILE_<FIELD> overrides."""
+
+    seconds: float = 1.0          # statuses and calls vs login sessions, and status overlaps
+    calls: int = 1                # handled calls vs the interval statistics, absolute ...
+    calls_share: float = 0.05     # ... or this share of notUniqueTreated, whichever is larger
+    chat_ms: int = 1000           # chat work time vs logged-in time of an agent-day
+    settle_hours: float = 12.0    # a day of history is judged once landed this long after it ended
+
+    @classmethod
+    def from_env(cls) -> "Tolerances":
+        values = {name: type(getattr(cls, name))(os.environ[f"WFM_RECONCILE_{name.upper()}"])
+                  for name in cls.__dataclass_fields__ if f"WFM_RECONCILE_{name.upper()}" in os.environ}
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One rule's verdict on one partition, shaped like a GX expectation result."""
+
+    check: str
+    severity: str
+    table: str
+    partition: str                   # "date=2026-11-10"
+    success: bool
+    unexpected_count: int = 0
+    examples: tuple[str, ...] = ()
+
+
+@dataclass
+class Outcome:
+    """What one reconciliation step found and did."""
+
+    results: list[CheckResult] = field(default_factory=list)
+    held: set[tuple[str, str]] = field(default_factory=set)       # (table, partition) held now
+    released: set[tuple[str, str]] = field(default_factory=set)   # holds lifted by this step
+    published: dict[str, list[str]] = field(default_factory=dict)
+    docs: str | None = None          # the Data Docs index, when the step checked anything
+
+    @property
+    def errors(self) -> list[CheckResult]:
+        return [r for r in self.results if r.severity == ERROR and not r.success]
+
+    @property
+    def warnings(self) -> list[CheckResult]:
+        return [r for r in self.results if r.severity == WARN and not r.success]
+
+    @property
+    def message(self) -> str:
+        """One line per failing rule: `calls_within_logins held agent_calls date=2026-11-10 (3 rows: ...)`."""
+        def line(r: CheckResult) -> str:
+            verb = "held" if r.severity == ERROR else "warns on"
+            return f"{r.check} {verb} {r.table} {r.partition} ({r.unexpected_count} rows: {'; '.join(r.examples[:1])})"
+        return "; ".join(line(r) for r in [*self.errors, *self.warnings])
+
+
+def reconcile(database_url: str, lake_path: str, docs_dir: Path | str, run_id: uuid.UUID,
+              landed: Mapping[str, Iterable[str]], tolerances: Tolerances | None = None,
+              days: Iterable[dt.date] = (), skip_publish: str | None = None) -> Outcome:
+    """Check the rules reading the `landed` tables (table -> partitions landed), hold or release, publish.
+
+    `days` adds days to check for landed tables without day partitions (e.g. the agent map).
+    The subjects' partitions are published here, except `skip_publish` (the caller's own stream).
+    """
+    tolerances = tolerances or Tolerances.from_env()
+    outcome = Outcome()
+    with psycopg.connect(database_url) as conn:
+        ledger.ensure_meta(conn)
+        plans = [(rule, checked) for rule in RULES if set(rule.reads) & set(landed)
+                 if (checked := _ready(conn, rule, _candidates(conn, rule, landed, days), tolerances))]
+    if plans:
+        outcome.results, outcome.docs = _validate(database_url, plans, tolerances, Path(docs_dir), run_id)
+        with psycopg.connect(database_url) as conn:
+            _store(conn, run_id, outcome)
+    subjects = {rule.subject for rule in RULES if set(rule.reads) & set(landed)}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for table in sorted(subjects):
+            for partition in _held(conn, table):
+                lake.withdraw_partition(lake_path, table, partition)
+            if table != skip_publish and table in STREAMS:
+                outcome.published[table] = lake.publish(conn, STREAMS[table], lake_path)
+    return outcome
+
+
+@task(name="reconcile", cache_policy=NONE)
+def reconcile_landed(database_url: str, lake_path: str, run_id: uuid.UUID, landed: Mapping[str, Iterable[str]],
+                     days: Iterable[dt.date] = (), skip_publish: str | None = None, label: str = "") -> Outcome:
+    """The reconciliation step of a flow: `reconcile`, then tell people (log, webhook, artifact, dashboard)."""
+    from wfm import config
+
+    docs = config.data_dir() / "docs"
+    outcome = reconcile(database_url, lake_path, docs, run_id, landed, days=days, skip_publish=skip_publish)
+    if not outcome.results:
+        return outcome
+    logger = get_run_logger()
+    failing = [*outcome.errors, *outcome.warnings]
+    for r in failing:
+        logger.warning("reconciliation %s (%s) failed on %s %s: %d rows, e.g. %s", r.check, r.severity, r.table,
+                       r.partition, r.unexpected_count, "; ".join(r.examples[:1]))
+    if failing:
+        webhooks.emit(database_url, "quality.gate_failed", {
+            "source": "reconciliation", "run_id": str(run_id), "stream": label,
+            "held": sorted(f"{t} {p}" for t, p in outcome.held),
+            "checks": [{"check": r.check, "severity": r.severity, "table": r.table, "partition": r.partition,
+                        "unexpected_count": r.unexpected_count, "examples": list(r.examples)} for r in failing]})
+    dashboard = reports.write_dashboard(database_url, docs)
+    create_markdown_artifact(reports.reconcile_markdown(outcome, label, dashboard),
+                             key="reconcile-" + re.sub(r"[^a-z0-9]+", "-", (label or "run").lower()).strip("-"),
+                             description=f"reconciliation after {label}: {len(outcome.errors)} error(s), "
+                                         f"{len(outcome.warnings)} warning(s)")
+    return outcome
+
+
+def _candidates(conn: psycopg.Connection, rule: Rule, landed: Mapping[str, Iterable[str]],
+                extra_days: Iterable[dt.date]) -> set[dt.date]:
+    """Days landed now in a table the rule reads, plus the subject's queued and held days."""
+    days = {_day(p) for table in rule.reads for p in landed.get(table, ()) if p}
+    if any(table in landed and STREAMS[table].partition is None for table in rule.reads):
+        days |= set(extra_days)
+    queued = conn.execute("""SELECT partition FROM wfm_meta.lake_pending WHERE table_name = %(t)s UNION
+                             SELECT partition FROM wfm_meta.partition_holds WHERE table_name = %(t)s
+                             AND check_name = %(c)s""", {"t": rule.subject, "c": rule.name}).fetchall()
+    return days | {_day(p) for (p,) in queued if p}
+
+
+def _ready(conn: psycopg.Connection, rule: Rule, days: set[dt.date], tolerances: Tolerances) -> list[dt.date]:
+    """The days every table the rule reads already holds (see the module docstring)."""
+    for table in rule.reads:
+        if not days:
+            break
+        if conn.execute("SELECT to_regclass(%s)", (f"wfm.{table}",)).fetchone()[0] is None:
+            return []
+        if STREAMS[table].cursor is None:
+            if conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM wfm.{table})").fetchone()[0]:
+                return []
+            continue
+        rows = conn.execute(
+            """SELECT d FROM unnest(%s::date[]) AS d WHERE EXISTS (
+                 SELECT 1 FROM wfm_meta.sync_windows w WHERE w.stream = %s AND w.status = 'landed'
+                 AND w.window_start <= d::timestamp AT TIME ZONE 'UTC'
+                 AND w.window_end >= (d + 1)::timestamp AT TIME ZONE 'UTC'
+                 AND w.landed_at >= (d + 1)::timestamp AT TIME ZONE 'UTC' + make_interval(secs => %s * 3600.0))""",
+            (sorted(days), table, tolerances.settle_hours)).fetchall()
+        days = {d for (d,) in rows}
+    return sorted(days)
+
+
+def render(rule: Rule, days: list[dt.date], tolerances: Tolerances) -> str:
+    """The rule's query for these days: one row per failing day with the count and three examples."""
+    first, after = min(days), max(days) + dt.timedelta(days=1)
+    inner = string.Template(rule.query).substitute(
+        lo=f"TIMESTAMPTZ '{first.isoformat()} 00:00:00+00'", hi=f"TIMESTAMPTZ '{after.isoformat()} 00:00:00+00'",
+        first=f"DATE '{first.isoformat()}'", after=f"DATE '{after.isoformat()}'",
+        seconds=float(tolerances.seconds), calls=int(tolerances.calls), calls_share=float(tolerances.calls_share),
+        chat_ms=int(tolerances.chat_ms))
+    listed = ", ".join(f"DATE '{d.isoformat()}'" for d in days)
+    return (f"SELECT day AS partition, count(*) AS unexpected_count, "
+            f"(array_agg(example ORDER BY example))[1:3] AS examples FROM ({inner}) AS broken "
+            f"WHERE day = ANY(ARRAY[{listed}]) GROUP BY day ORDER BY day")
+
+
+def _validate(database_url: str, plans: list[tuple[Rule, list[dt.date]]], tolerances: Tolerances,
+              docs_dir: Path, run_id: uuid.UUID) -> tuple[list[CheckResult], str]:
+    """Run the plans as one GX checkpoint (Data Docs built by its action); results per rule and day."""
+    from .gx_docs import run_checkpoint
+
+    queries = [(rule, render(rule, days, tolerances)) for rule, days in plans]
+    with _GX_LOCK:
+        failing, docs = run_checkpoint(_sqlalchemy_url(database_url), queries, docs_dir, f"reconcile-{run_id}")
+    results = []
+    for rule, days in plans:
+        found = {str(row["partition"])[:10]: row for row in failing[rule.name]}
+        for day in days:
+            row = found.get(day.isoformat())
+            results.append(CheckResult(rule.name, rule.severity, rule.subject, lake.partition_name(day),
+                                       row is None, int(row["unexpected_count"]) if row else 0,
+                                       tuple(row["examples"] or ()) if row else ()))
+    return results, docs
+
+
+def _store(conn: psycopg.Connection, run_id: uuid.UUID, outcome: Outcome) -> None:
+    """Results, new holds and lifted holds in one transaction; a new hold queues its partition again."""
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany("""INSERT INTO wfm_meta.check_results (run_id, check_name, severity, table_name, partition,
+                           success, unexpected_count, examples) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                        [(run_id, r.check, r.severity, r.table, r.partition, r.success, r.unexpected_count,
+                          orjson.dumps(list(r.examples)).decode()) for r in outcome.results])
+        for r in outcome.results:
+            if r.severity != ERROR:
+                continue
+            if r.success:
+                cur.execute("""DELETE FROM wfm_meta.partition_holds WHERE table_name = %s AND partition = %s
+                               AND check_name = %s""", (r.table, r.partition, r.check))
+                if cur.rowcount:
+                    outcome.released.add((r.table, r.partition))
+                continue
+            cur.execute("""INSERT INTO wfm_meta.partition_holds (table_name, partition, check_name, run_id)
+                           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""", (r.table, r.partition, r.check, run_id))
+            ledger.mark_partitions(conn, r.table, [r.partition], run_id)
+            outcome.held.add((r.table, r.partition))
+        outcome.released -= {(t, p) for t, p in outcome.released if _held(conn, t, p)}
+
+
+def _held(conn: psycopg.Connection, table: str, partition: str | None = None) -> list[str]:
+    """Held partitions of a table (or whether one partition is held)."""
+    return [p for (p,) in conn.execute(
+        """SELECT DISTINCT partition FROM wfm_meta.partition_holds WHERE table_name = %s
+           AND (%s::text IS NULL OR partition = %s) ORDER BY 1""", (table, partition, partition))]
+
+
+def held_partitions(database_url: str) -> dict[str, list[str]]:
+    """Every held partition, by table."""
+    with psycopg.connect(database_url) as conn:
+        ledger.ensure_meta(conn)
+        rows = conn.execute("SELECT DISTINCT table_name, partition FROM wfm_meta.partition_holds ORDER BY 1, 2")
+        out: dict[str, list[str]] = {}
+        for table, partition in rows:
+            out.setdefault(table, []).append(partition)
+        return out
+
+
+def period_days(runs: Iterable[Mapping], limit: int = 62) -> list[dt.date]:
+    """The UTC days the history runs among `runs` covered (the last `limit`): what a rebuilt snapshot
+    table, such as the agent map, is checked against."""
+    days: set[dt.date] = set()
+    for run in runs:
+        if run.get("mode") not in ("backfill", "incremental") or not run.get("period_start"):
+            continue
+        day, end = run["period_start"].astimezone(dt.timezone.utc).date(), run["period_end"]
+        while dt.datetime.combine(day, dt.time(), dt.timezone.utc) < end and len(days) < 10 * limit:
+            days.add(day)
+            day += dt.timedelta(days=1)
+    return sorted(days)[-limit:]
+
+
+def _day(partition: str) -> dt.date:
+    return dt.date.fromisoformat(partition.split("=", 1)[1])
+
+
+def _sqlalchemy_url(database_url: str) -> str:
+    """The psycopg 3 dialect for SQLAlchemy (a bare postgresql:// would ask for psycopg2)."""
+    scheme, rest = database_url.split("://", 1)
+    return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else database_url
