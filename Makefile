@@ -30,3 +30,24 @@ bench-connector: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache
+
+# Deployments (docs/scale-out.md). One machine: `wfm serve`. A fleet: `make server` on one host,
+# `make deploy` once, `make worker` on each worker host (PREFECT_API pointing at the server).
+PREFECT_HOST ?= 127.0.0.1
+PREFECT_PORT ?= 4200
+PREFECT_DB   ?= postgresql://postgres@127.0.0.1:5432/prefect
+PREFECT_API  ?= http://$(PREFECT_HOST):$(PREFECT_PORT)/api
+WORK_POOL    := wfm-process
+
+.PHONY: server deploy worker
+
+server: $(STAMP)
+	$(BIN)/python -m deployments.server --host $(PREFECT_HOST) --port $(PREFECT_PORT) --database "$(PREFECT_DB)"
+
+deploy: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect block register -m blocks
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect work-pool create $(WORK_POOL) --type process --overwrite
+	cd deployments && PREFECT_API_URL=$(PREFECT_API) $(CURDIR)/$(BIN)/prefect --no-prompt deploy --all
+
+worker: $(STAMP)
+	PREFECT_API_URL=$(PREFECT_API) $(BIN)/prefect worker start --pool $(WORK_POOL) --type process

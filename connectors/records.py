@@ -6,6 +6,11 @@ list such as `states` or `historicData`) into columns of raw values; `to_arrow` 
 column in one vectorised step and only falls back to row-by-row conversion when that step
 fails, so one bad value rejects one row — with the field, the value and the reason — and the
 rest of the batch goes on.
+
+Keys no field declares are not dropped: `flatten` keeps them per record (`Parsed.extra`, and
+`Reject.extra` for a rejected record) so that a new source field is noticed and its values kept
+in the `_extra` column. Keys starting with `_` are annotations the pipeline adds (`_file`,
+`_row`), never source fields.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ ARROW_TYPES: dict[str, pa.DataType] = {
     "json": pa.string(),
     "text_list": pa.list_(pa.string()),
 }
+EXTRA = "_extra"     # the column holding a record's undeclared keys, as a JSON object
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,7 @@ class Reject:
     reason: str          # one line: which field, which value, why
     field: str | None
     record: dict[str, Any]
+    extra: dict[str, Any] | None = None   # the record's undeclared keys
 
 
 @dataclass
@@ -68,14 +75,17 @@ class Parsed:
     table: pa.Table
     records: list[dict[str, Any]]
     rejects: list[Reject] = field(default_factory=list)
+    extra: list[dict[str, Any] | None] = field(default_factory=list)  # per row; empty: not collected
 
 
 def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iterable[Any]] | None = None,
             explode: str | None = None) -> tuple[dict[str, list[Any]], list[dict[str, Any]], list[Reject]]:
-    """Raw values per column, the raw record of each row, and records too broken to read."""
+    """Raw values per column (and the undeclared keys per row under `EXTRA`), the raw record of
+    each row, and records too broken to read."""
     columns: dict[str, list[Any]] = {f.column: [] for f in fields}
     records: list[dict[str, Any]] = []
     rejects: list[Reject] = []
+    seen: set[str] = set()          # keys the callable sources read
     items = root(payload) if root else payload
     if items is None:
         return columns, records, rejects
@@ -88,7 +98,7 @@ def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iter
             rejects.append(Reject(f"record is a {type(item).__name__}, not an object", None, {"value": item}))
             continue
         if explode is None:
-            _take(item, own_fields, columns, records, rejects, parent=None, parent_fields=())
+            _take(item, own_fields, columns, records, rejects, parent=None, parent_fields=(), seen=seen)
             continue
         children = item.get(explode)
         if not isinstance(children, list):
@@ -99,16 +109,29 @@ def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iter
             if not isinstance(child, dict):
                 rejects.append(Reject(f"field {explode}: an element is not an object", explode, item))
                 continue
-            _take(child, own_fields, columns, records, rejects, parent=item, parent_fields=parent_fields)
+            _take(child, own_fields, columns, records, rejects, parent=item, parent_fields=parent_fields,
+                  seen=seen)
+    known = {key for f in fields if not callable(f.source) for key in f.sources} | seen | {explode or ""}
+    columns[EXTRA] = [_undeclared(r, known) for r in records]
+    for reject in rejects:
+        if reject.field is not None:      # not for a non-object, which has no keys of its own
+            reject.extra = _undeclared(reject.record, known)
     return columns, records, rejects
 
 
+def _undeclared(record: dict[str, Any], known: set[str]) -> dict[str, Any] | None:
+    """The record's keys that no field reads, or None."""
+    keys = record.keys() - known
+    extra = {k: record[k] for k in sorted(keys) if not k.startswith("_")} if keys else None
+    return extra or None
+
+
 def _take(record: dict, own: Sequence[Field], columns: dict[str, list[Any]], records: list[dict],
-          rejects: list[Reject], *, parent: dict | None, parent_fields: Sequence[Field]) -> None:
+          rejects: list[Reject], *, parent: dict | None, parent_fields: Sequence[Field], seen: set[str]) -> None:
     values: list[tuple[str, Any]] = []
     for fields, source in ((parent_fields, parent), (own, record)):
         for f in fields:
-            value = _lookup(source or {}, f)
+            value = _lookup(source or {}, f, seen)
             if value is _MISSING:
                 if f.required:
                     raw = _raw(record, parent, parent_fields)
@@ -131,11 +154,31 @@ def _raw(record: dict, parent: dict | None, parent_fields: Sequence[Field]) -> d
 _MISSING = object()
 
 
-def _lookup(record: dict, f: Field) -> Any:
+class _Reading(dict):
+    """A copy of a record that notes the keys a callable source reads (they are not undeclared)."""
+
+    def __init__(self, record: dict, seen: set[str]):
+        super().__init__(record)
+        self.seen = seen
+
+    def __getitem__(self, key: str) -> Any:
+        self.seen.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        self.seen.add(key)  # type: ignore[arg-type]
+        return super().__contains__(key)
+
+
+def _lookup(record: dict, f: Field, seen: set[str]) -> Any:
     """The raw value, or _MISSING when the key is absent or null (then the default applies)."""
     if callable(f.source):
         try:
-            value = f.source(record)
+            value = f.source(_Reading(record, seen))
         except (KeyError, TypeError, ValueError, IndexError):
             return _MISSING
         return _MISSING if value is None else value
@@ -150,12 +193,13 @@ def to_arrow(columns: dict[str, list[Any]], records: list[dict[str, Any]], field
              rejects: list[Reject] | None = None) -> Parsed:
     """Typed Arrow table; rows with a value that does not convert become rejects."""
     rejects = list(rejects or [])
+    extra = columns.get(EXTRA) or []
     bad: dict[int, Reject] = {}
     arrays = []
     for f in fields:
         array, errors = _convert(columns[f.column], f)
         for row, reason in errors.items():
-            bad.setdefault(row, Reject(reason, f.sources[0], records[row]))
+            bad.setdefault(row, Reject(reason, f.sources[0], records[row], extra[row] if extra else None))
         arrays.append(array)
     schema = pa.schema([pa.field(f.column, f.arrow_type) for f in fields])
     table = pa.Table.from_arrays(arrays, schema=schema)
@@ -163,8 +207,9 @@ def to_arrow(columns: dict[str, list[Any]], records: list[dict[str, Any]], field
         keep = [i for i in range(len(records)) if i not in bad]
         table = table.take(pa.array(keep, pa.int64()))
         records = [records[i] for i in keep]
+        extra = [extra[i] for i in keep] if extra else []
         rejects.extend(bad[i] for i in sorted(bad))
-    return Parsed(table, records, rejects)
+    return Parsed(table, records, rejects, list(extra))
 
 
 def _convert(values: list[Any], f: Field) -> tuple[pa.Array, dict[int, str]]:

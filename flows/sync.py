@@ -20,8 +20,10 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors.contact_center import personnel_ids
 from connectors.streams import Stream, Window, windows
-from tasks import catalog, ledger, progress, warehouse
+from tasks import catalog, drift, ledger, progress, warehouse, webhooks
 from tasks.derived import build_agent_employee_map
+from tasks.limits import source_slot
+from tasks.reconcile import period_days, reconcile_landed
 from tasks.settings import Settings, resolve_settings
 from tasks.sync import RunPlan, client_for, publish_lake, sync_window
 
@@ -60,7 +62,9 @@ def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection
                     start: dt.datetime, end: dt.datetime) -> list[Window]:
     """The windows of a run: period spans × id batches, with the context a request needs."""
     if stream.ids in ("agents", "groups"):
-        ids = personnel_ids(client_for(settings.source(stream.system)))[stream.ids]
+        source = settings.source(stream.system)
+        with source_slot(source.url):   # the id lookup is a request to the source too
+            ids = personnel_ids(client_for(source))[stream.ids]
         return windows(stream, start, end, ids) if ids else []
     if stream.ids == "employees":
         employees = conn.execute(
@@ -100,25 +104,42 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
     progress.emit("start", stream, len(todo))
     futures = [sync_window.submit(plan, window) for window in todo]
     problems = []
+    landed: set[str] = set()
     for future in futures:
         future.wait()
         state = future.state
         progress.emit("advance", stream)
         if state.is_completed():
             report = future.result()
+            landed |= report.partitions
             if report.status == "held":
                 problems.append(report.message)
         else:
             problems.append(_one_line(state))
-    if not dry_run:
+    held = None
+    if not dry_run:   # reconciliation first: a partition it holds back is not published
+        try:
+            checks = reconcile_landed(settings.database_url, settings.lake_path, run_id, {stream: landed},
+                                      skip_publish=stream, label=stream)
+            held = f"reconciliation held {len(checks.held)} partition(s) — {checks.message}" if checks.errors else None
+        except Exception as exc:  # a broken rule must not keep what landed from being published
+            held = f"reconciliation failed: {_one_line_text(exc)}"
         publish_lake(declared, settings.database_url, settings.lake_path)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         run = ledger.finish_run(conn, run_id, "failed" if problems else "completed",
-                                "; ".join(p for p in problems if p)[:2000] or None)
+                                "; ".join(p for p in [*problems, held] if p)[:2000] or None)
     _artifact(run)
+    webhooks.notify_run(settings.database_url, run)   # sync.completed|failed, quality.gate_failed; never raises
+    drift.surface(settings.database_url, run_id, stream)
     if problems:
         raise SyncFailed(f"{stream}: {len(problems)} window(s) not landed — {problems[0]}")
+    if held:
+        raise SyncFailed(f"{stream}: {held}")
     return run
+
+
+def _one_line_text(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _one_line(state) -> str:
@@ -147,8 +168,21 @@ def _artifact(run: dict) -> None:
                              description=f"{run['stream']} {run['status']}")
 
 
+def stream_runner(dask_address: str | None = None):
+    """`sync_stream` with its windows on a local thread pool (default) or on a Dask cluster.
+
+    Threads suit these I/O-bound windows on one machine; `dask_address` (`tcp://host:8786`) spreads
+    a wide backfill over the cluster's workers. Either way the same windows land the same rows.
+    """
+    if not dask_address:
+        return sync_stream
+    from prefect_dask import DaskTaskRunner
+
+    return sync_stream.with_options(task_runner=DaskTaskRunner(address=dask_address))
+
+
 def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, force: bool,
-                  dry_run: bool) -> list[dict]:
+                  dry_run: bool, dask_address: str | None = None) -> list[dict]:
     """Run streams one after another; one failing stream does not stop the others.
 
     `all` means every stream of the systems that are configured; naming a stream of a system
@@ -164,13 +198,16 @@ def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, 
         if not chosen:
             raise SyncFailed("no source is configured: set WFM_CC_URL and/or WFM_ONEC_URL")
     results, failures = [], []
+    run_stream = stream_runner(dask_address)
     for declared in chosen:
         try:
-            results.append(sync_stream(declared.name, start, end, force, dry_run))
+            results.append(run_stream(declared.name, start, end, force, dry_run))
         except Exception as exc:
             failures.append(str(exc).splitlines()[0])
     if not dry_run and not failures and any(n in ("all", "agent_employee_map") for n in names):
         build_agent_employee_map(settings.database_url, settings.lake_path)
+        reconcile_landed(settings.database_url, settings.lake_path, uuid.uuid4(), {"agent_employee_map": [""]},
+                         days=period_days(results), label="agent_employee_map")
     if failures:
         raise SyncFailed("; ".join(failures))
     return results
@@ -197,6 +234,6 @@ def sync_all(start: dt.date | None = None, end: dt.date | None = None, force: bo
 
 @flow(name="sync")
 def sync(streams: list[str], start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
-         dry_run: bool = False) -> list[dict]:
-    """Sync the named streams or families (the `wfm sync` command)."""
-    return _sync_streams(streams, start, end, force, dry_run)
+         dry_run: bool = False, dask_address: str | None = None) -> list[dict]:
+    """Sync the named streams or families (the `wfm sync` command); windows on Dask with `dask_address`."""
+    return _sync_streams(streams, start, end, force, dry_run, dask_address)

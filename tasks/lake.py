@@ -5,7 +5,9 @@ temporary file and moved over the old one (an atomic rename), so a reader sees t
 or the new one, never half of one, and Parquet always agrees with PostgreSQL. The partitions to
 rebuild are queued in `wfm_meta.lake_pending` by the landing transaction itself, so a crash
 between commit and publication is repaired by the next run. Tables without a partition column
-are one file, `<lake>/<table>/part-0.parquet`.
+are one file, `<lake>/<table>/part-0.parquet`. A partition a reconciliation check holds
+(`wfm_meta.partition_holds`, see `tasks/reconcile.py`) stays queued and unpublished, and one
+published before the check failed is withdrawn until the check passes.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from connectors.records import EXTRA
 from connectors.streams import Stream
 
 from . import ledger
@@ -36,7 +39,7 @@ def partition_name(day: dt.date | None) -> str:
 
 
 def lake_schema(stream: Stream) -> pa.Schema:
-    return pa.schema(list(stream.schema) + [pa.field("_run_id", pa.string()),
+    return pa.schema(list(stream.schema) + [pa.field(EXTRA, pa.string()), pa.field("_run_id", pa.string()),
                                             pa.field("_extracted_at", pa.timestamp("us", tz="UTC"))])
 
 
@@ -96,8 +99,18 @@ def write_partition(lake: str, stream: Stream, partition: str, table: pa.Table) 
     return final
 
 
+def withdraw_partition(lake: str, table: str, partition: str) -> bool:
+    """Remove a published partition's file (a held partition must not be read); True if one was there."""
+    fs, root = filesystem(lake)
+    final = "/".join(p for p in (root.rstrip("/"), table, partition, FILE) if p)
+    if fs.get_file_info(final).type == pafs.FileType.NotFound:
+        return False
+    fs.delete_file(final)
+    return True
+
+
 def publish(conn: psycopg.Connection, stream: Stream, lake: str) -> list[str]:
-    """Rebuild every partition queued for this stream; returns the partitions written."""
+    """Rebuild every partition queued for this stream and not held; returns the partitions written."""
     written = []
     for partition, run_id in ledger.pending_partitions(conn, stream.name):
         with conn.transaction():

@@ -4,7 +4,9 @@ Every table here is written in the same transaction as the data it describes, so
 never claims a window that is not committed and a watermark never passes uncommitted rows:
 the watermark of a stream moves to the start of the earliest window of the run that has not
 landed yet (capped at the run's start time), under a row lock, by the transaction that lands a
-window.
+window. The quality tables live here too: `check_results` and `partition_holds`
+(`tasks/reconcile.py`), `schema_drift` (`tasks/drift.py`), and the quarantine's resolution
+columns (`tasks/replay.py`).
 """
 
 from __future__ import annotations
@@ -49,10 +51,31 @@ CREATE TABLE IF NOT EXISTS {META}.quarantine (
   id bigserial PRIMARY KEY, stream text NOT NULL, run_id uuid NOT NULL, window_start timestamptz,
   window_end timestamptz, reason text NOT NULL, field text, record jsonb NOT NULL,
   record_hash text NOT NULL, quarantined_at timestamptz NOT NULL DEFAULT now(),
-  status text NOT NULL DEFAULT 'held', UNIQUE (stream, record_hash, reason));
+  status text NOT NULL DEFAULT 'held', resolved_at timestamptz, resolved_by uuid, resolution text,
+  UNIQUE (stream, record_hash, reason));
 CREATE TABLE IF NOT EXISTS {META}.lake_pending (
   table_name text NOT NULL, partition text NOT NULL, run_id uuid NOT NULL,
   PRIMARY KEY (table_name, partition));
+DO $$ BEGIN  -- an older quarantine table; ALTER only when needed: it locks the table exclusively
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{META}'
+                 AND table_name = 'quarantine' AND column_name = 'resolution') THEN
+    ALTER TABLE {META}.quarantine ADD COLUMN resolved_at timestamptz, ADD COLUMN resolved_by uuid,
+      ADD COLUMN resolution text;
+  END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS {META}.check_results (
+  id bigserial PRIMARY KEY, run_id uuid NOT NULL, check_name text NOT NULL, severity text NOT NULL,
+  table_name text NOT NULL, partition text NOT NULL, success boolean NOT NULL,
+  unexpected_count bigint NOT NULL DEFAULT 0, examples jsonb, checked_at timestamptz NOT NULL DEFAULT now());
+CREATE INDEX IF NOT EXISTS check_results_checked ON {META}.check_results (checked_at);
+CREATE TABLE IF NOT EXISTS {META}.partition_holds (
+  table_name text NOT NULL, partition text NOT NULL, check_name text NOT NULL, run_id uuid NOT NULL,
+  held_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, partition, check_name));
+CREATE TABLE IF NOT EXISTS {META}.schema_drift (
+  stream text NOT NULL, field text NOT NULL, kind text NOT NULL, first_seen_run uuid NOT NULL,
+  first_seen_at timestamptz NOT NULL DEFAULT now(), last_seen_run uuid NOT NULL,
+  last_seen_at timestamptz NOT NULL DEFAULT now(), runs int NOT NULL DEFAULT 1, example text,
+  PRIMARY KEY (stream, field, kind));
 """
 
 
@@ -155,8 +178,11 @@ def mark_partitions(conn: psycopg.Connection, table: str, partitions: Iterable[s
 
 
 def pending_partitions(conn: psycopg.Connection, table: str) -> list[tuple[str, uuid.UUID]]:
+    """Queued partitions of a table that no reconciliation check holds back."""
     return [tuple(r) for r in conn.execute(
-        f"SELECT partition, run_id FROM {META}.lake_pending WHERE table_name = %s ORDER BY partition", (table,))]
+        f"""SELECT partition, run_id FROM {META}.lake_pending p WHERE table_name = %s AND NOT EXISTS (
+            SELECT 1 FROM {META}.partition_holds h WHERE h.table_name = p.table_name AND h.partition = p.partition)
+            ORDER BY partition""", (table,))]
 
 
 def clear_partition(conn: psycopg.Connection, table: str, partition: str, run_id: uuid.UUID) -> None:

@@ -23,7 +23,8 @@ from connectors.records import Parsed, Reject
 from connectors.settings import SourceSettings
 from connectors.streams import Stream, Window, fetch
 
-from . import lake, ledger, quality, warehouse
+from . import drift, lake, ledger, quality, warehouse
+from .limits import source_slot
 
 _clients: dict[SourceSettings, SourceClient] = {}
 _clients_lock = threading.Lock()
@@ -85,7 +86,8 @@ def _is_transient_db_error(task, task_run, state) -> bool:
 def sync_window(plan: RunPlan, window: Window) -> WindowReport:
     """Extract, validate and land one window, exactly once."""
     stats = CallStats()
-    parsed = fetch(client_for(plan.source), plan.stream, window, stats)
+    with source_slot(plan.source.url):   # at most N requests in flight to this host, fleet-wide
+        parsed = fetch(client_for(plan.source), plan.stream, window, stats)
     return land_batch(plan, window, parsed, stats.snapshot())
 
 
@@ -94,12 +96,18 @@ def land_batch(plan: RunPlan, window: Window, parsed: Parsed, calls: dict[str, i
 
     Rows failing an error-severity expectation go to quarantine with the reason; if their share
     exceeds the threshold nothing of the batch lands ("held"); otherwise the good rows are
-    deduplicated on the key and upserted in the same transaction as the ledger row.
+    deduplicated on the key and upserted in the same transaction as the ledger row. A window whose
+    schema drifted (a required field missing, a type changed: `tasks/drift.py`) is held whole.
     """
-    result = quality.validate(plan.stream.name, parsed.table)
+    # a file's columns have their own contract (connectors/files.py): drift is about API windows
+    changes = drift.inspect(plan.stream, parsed) if plan.mode != "import" else drift.DriftReport(plan.stream.name)
+    table = drift.with_extra(plan.stream, parsed)
+    result = quality.validate(plan.stream.name, table)
     decision = quality.gate(result, plan.threshold, window=window.label)
-    good, _ = result.split(parsed.table)
-    rejects = list(parsed.rejects) + [
+    if changes.breaking:
+        decision = quality.GateDecision(False, f"{plan.stream.name} window {window.label}: {changes.message}")
+    good, _ = result.split(table)
+    rejects = drift.quarantined(parsed, changes) if changes.breaking else list(parsed.rejects) + [
         Reject("; ".join(names), None, parsed.records[row]) for row, names in sorted(result.failed_rows.items())]
     clean = warehouse.deduplicate(good, plan.stream.key)
     calls = calls or {}
@@ -112,11 +120,11 @@ def land_batch(plan: RunPlan, window: Window, parsed: Parsed, calls: dict[str, i
             ledger.record_window(conn, plan.run_id, window, "dry-run", counts,
                                  None if decision.publish else decision.message)
         return WindowReport(window, "dry-run", counts, message=None if decision.publish else decision.message)
-    return _land(plan, window, clean if decision.publish else None, rejects, counts, decision.message)
+    return _land(plan, window, clean if decision.publish else None, rejects, counts, decision.message, changes)
 
 
 def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[Reject],
-          counts: dict[str, int], message: str | None) -> WindowReport:
+          counts: dict[str, int], message: str | None, changes: drift.DriftReport | None = None) -> WindowReport:
     """The one transaction that makes a window's outcome durable."""
     status = "landed" if table is not None else "held"
     partitions: set[str] = set()
@@ -125,9 +133,12 @@ def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[R
             upserted = warehouse.upsert(conn, plan.stream, table, plan.run_id, plan.started_at)
             counts.update(rows_inserted=upserted.inserted, rows_updated=upserted.updated,
                           rows_unchanged=upserted.unchanged)
-            partitions = _partitions(plan.stream, table)
+            # unchanged rows are already in the lake: only a partition that changed is rebuilt
+            partitions = _partitions(plan.stream, table) if upserted.inserted or upserted.updated else set()
             ledger.mark_partitions(conn, plan.stream.name, partitions, plan.run_id)
         ledger.quarantine(conn, plan.stream.name, plan.run_id, window, rejects)
+        if changes is not None:
+            drift.record(conn, plan.run_id, changes)
         ledger.record_window(conn, plan.run_id, window, status, counts, None if table is not None else message)
         if plan.mode == "incremental":
             ledger.advance_watermark(conn, plan.run_id, plan.stream.name, plan.period_end, plan.started_at)

@@ -4,7 +4,8 @@ Tables live in schema `wfm`, one per stream, with the stream's natural key as pr
 two lineage columns, `_run_id` and `_extracted_at`. A batch is deduplicated on the key (the
 last occurrence wins: a later window's restated numbers replace an earlier window's), COPY'd
 into a temporary staging table and upserted; rows whose values did not change are not touched,
-so a rerun leaves every row — lineage columns included — exactly as it was.
+so a rerun leaves every row — lineage columns included — exactly as it was. Every table also
+has `_extra jsonb`: the source keys no field declares (see `connectors.records`), NULL when none.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg import sql
 
+from connectors.records import EXTRA
 from connectors.streams import Stream
 
 SCHEMA = "wfm"
@@ -45,9 +47,9 @@ def pg_type(arrow_type: pa.DataType) -> str:
 
 
 def columns(stream: Stream) -> list[tuple[str, str]]:
-    """(column, PostgreSQL type) of the stream's data columns, in schema order."""
+    """(column, PostgreSQL type) of the stream's data columns, in schema order, then `_extra`."""
     declared = [(f.column, PG_TYPES[f.type]) for f in stream.fields]
-    return declared + [(f.name, pg_type(f.type)) for f in stream.extra]
+    return declared + [(f.name, pg_type(f.type)) for f in stream.extra] + [(EXTRA, "jsonb")]
 
 
 def table_ident(stream_or_name: Stream | str) -> sql.Composed:
@@ -56,7 +58,7 @@ def table_ident(stream_or_name: Stream | str) -> sql.Composed:
 
 
 def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
-    """Create the stream's table if it does not exist (idempotent, safe to race)."""
+    """Create the stream's table if it does not exist, or add `_extra` to an older one (idempotent)."""
     cols = [sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(kind),
                                       sql.SQL(" NOT NULL") if name in stream.key else sql.SQL(""))
             for name, kind in columns(stream)]
@@ -67,6 +69,11 @@ def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('wfm-ddl'))")
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
         conn.execute(ddl)
+        if not conn.execute("""SELECT 1 FROM information_schema.columns WHERE table_schema = %s
+                               AND table_name = %s AND column_name = %s""", (SCHEMA, stream.name, EXTRA)).fetchone():
+            # only when missing: ALTER TABLE takes an exclusive lock even with IF NOT EXISTS
+            conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} jsonb").format(
+                table_ident(stream), sql.Identifier(EXTRA)))
 
 
 def deduplicate(table: pa.Table, key: tuple[str, ...]) -> pa.Table:
@@ -92,6 +99,8 @@ def upsert(conn: psycopg.Connection, stream: Stream, table: pa.Table, run_id: uu
     if table.num_rows == 0:
         return UpsertCounts()
     names = [name for name, _ in columns(stream)]
+    if EXTRA not in table.column_names:     # a batch that did not collect undeclared keys
+        table = table.append_column(EXTRA, pa.nulls(table.num_rows, pa.string()))
     stage = sql.Identifier(f"stage_{stream.name}")
     col_list = sql.SQL(", ").join(map(sql.Identifier, names))
     conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA")

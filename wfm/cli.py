@@ -1,4 +1,4 @@
-"""The `wfm` command line: ad-hoc syncs, the ledger, quarantine, the simulator and the demo."""
+"""The `wfm` command line: ad-hoc syncs, the ledger, quarantine, quality, the simulator and the demo."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 import datetime as dt  # noqa: E402
 import logging  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
@@ -72,11 +73,14 @@ def guarded(action):
 def sync(streams: Annotated[list[str], typer.Argument(help="streams or families, or 'all'")],
          start: DateOpt = None, end: DateOpt = None,
          force: Annotated[bool, typer.Option(help="re-land windows an earlier backfill landed")] = False,
-         dry_run: Annotated[bool, typer.Option(help="extract and validate, land nothing")] = False) -> None:
+         dry_run: Annotated[bool, typer.Option(help="extract and validate, land nothing")] = False,
+         dask: Annotated[Optional[str], typer.Option(
+             help="run the windows on this Dask scheduler, e.g. tcp://HOST:8786 (default: local threads)")] = None
+         ) -> None:
     """Sync streams: incremental from the watermark, or a backfill with --start/--end (inclusive days)."""
     from wfm.commands import run_sync
 
-    guarded(lambda: run_sync(console, streams, start and start.date(), end and end.date(), force, dry_run))
+    guarded(lambda: run_sync(console, streams, start and start.date(), end and end.date(), force, dry_run, dask))
 
 
 @app.command()
@@ -88,13 +92,75 @@ def runs(limit: Annotated[int, typer.Option(help="how many runs")] = 20,
     guarded(lambda: show_runs(console, limit, stream))
 
 
-@app.command()
-def quarantine(stream: Annotated[Optional[str], typer.Option(help="only this stream")] = None,
-               limit: Annotated[int, typer.Option(help="how many rows")] = 20) -> None:
-    """Rows that were rejected, and why."""
-    from wfm.commands import show_quarantine
+def _register_quality() -> None:
+    """`wfm quarantine [list|show|replay|discard]` and `wfm quality` (see wfm/quality_commands.py)."""
+    from wfm.quality_commands import quality_command, quarantine_app
 
-    guarded(lambda: show_quarantine(console, stream, limit))
+    app.add_typer(quarantine_app, name="quarantine")
+    app.command("quality")(quality_command)
+
+
+_register_quality()
+
+
+FileArg = Annotated[Path, typer.Argument(help="CSV, Parquet, JSON or NDJSON file")]
+StreamOpt = Annotated[str, typer.Option("--stream", help="the stream (table) the file holds")]
+MapOpt = Annotated[Optional[str], typer.Option("--map", help='file column=stream field, e.g. "Табельный=employee_id"')]
+MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", help="YAML file: file column: stream field")]
+FormatOpt = Annotated[str, typer.Option("--format", help="auto|csv|parquet|json|ndjson")]
+EncodingOpt = Annotated[Optional[str], typer.Option(help="e.g. utf-8, cp1251 (default: detected)")]
+DelimiterOpt = Annotated[Optional[str], typer.Option(help="CSV delimiter (default: detected; tab as \\t)")]
+ChunkOpt = Annotated[int, typer.Option(help="rows per chunk")]
+
+
+@app.command("import")
+def import_file(path: FileArg, stream: StreamOpt, map_: MapOpt = None, mapping: MappingOpt = None,
+                file_format: FormatOpt = "auto", encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
+                chunk_rows: ChunkOpt = 50_000,
+                threshold: Annotated[float, typer.Option(help="hold a chunk back above this invalid share")] = 1.0
+                ) -> None:
+    """Import a file into a stream's table: valid rows land exactly once, invalid rows are quarantined."""
+    from wfm.bulk_commands import run_import
+
+    guarded(lambda: run_import(console, path, stream, map_, mapping, file_format, encoding, delimiter, chunk_rows,
+                               threshold))
+
+
+@app.command()
+def validate(path: FileArg, stream: StreamOpt, map_: MapOpt = None, mapping: MappingOpt = None,
+             file_format: FormatOpt = "auto", encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
+             chunk_rows: ChunkOpt = 50_000,
+             report: Annotated[Optional[Path], typer.Option(help="also write the report as JSON here")] = None
+             ) -> None:
+    """Check a file as an import would and land nothing; exit 1 when any row is invalid."""
+    from wfm.bulk_commands import run_validate
+
+    guarded(lambda: run_validate(console, path, stream, map_, mapping, file_format, encoding, delimiter, chunk_rows,
+                                 report))
+
+
+@app.command()
+def export(table: Annotated[str, typer.Argument(help="a stream's table, e.g. agent_status_intervals")],
+           out: Annotated[Path, typer.Option(help="the file to write")],
+           start: DateOpt = None, end: DateOpt = None,
+           filter_: Annotated[Optional[list[str]], typer.Option("--filter", help="COLUMN=VALUE, repeatable")] = None,
+           file_format: Annotated[str, typer.Option("--format", help="parquet|csv")] = "parquet",
+           force: Annotated[bool, typer.Option(help="overwrite an existing file")] = False) -> None:
+    """Export a table (inclusive days of its partition column with --start/--end) to Parquet or CSV."""
+    from wfm.bulk_commands import run_export
+
+    guarded(lambda: run_export(console, table, out, start and start.date(), end and end.date(), filter_ or [],
+                               file_format, force))
+
+
+@app.command()
+def serve(deployment: Annotated[Optional[list[str]], typer.Option(
+              "--deployment", "-d", help="FLOW/DEPLOYMENT to serve, repeatable (default: every one)")] = None,
+          limit: Annotated[Optional[int], typer.Option(help="most flow runs going at once")] = None) -> None:
+    """Schedule and run every deployment from this one process (Prefect serve), until Ctrl-C."""
+    from deployments.serve import serve as serve_deployments
+
+    guarded(lambda: serve_deployments(deployment or (), limit))
 
 
 @app.command()
@@ -135,6 +201,19 @@ def _register_check() -> None:
 
 
 _register_check()
+
+
+def _register_push() -> None:
+    """`outbox`, `deviations`, `receiver serve`, `webhooks`: commands in wfm.push_commands, run via guarded()."""
+    from wfm.push_commands import deviations_app, outbox_app, receiver_app, webhooks_app
+
+    app.add_typer(outbox_app, name="outbox")
+    app.add_typer(deviations_app, name="deviations")
+    app.add_typer(receiver_app, name="receiver")
+    app.add_typer(webhooks_app, name="webhooks")
+
+
+_register_push()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -16,7 +16,7 @@ from wfm import config
 
 
 def run_sync(console: Console, streams: list[str], start: dt.date | None, end: dt.date | None,
-             force: bool, dry_run: bool) -> list[dict]:
+             force: bool, dry_run: bool, dask_address: str | None = None) -> list[dict]:
     """Run the `sync` flow with a progress bar per stream; prints the ledger rows of the runs."""
     from flows.sync import sync
     from tasks import catalog, progress
@@ -37,7 +37,7 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
     progress.subscribe(listener)
     try:
         with bars:
-            results = sync(streams, start, end, force, dry_run)
+            results = sync(streams, start, end, force, dry_run, dask_address)
     finally:
         progress.unsubscribe(listener)
     print_runs(console, results)

@@ -166,8 +166,9 @@ def chat_work_time(intervals: Iterable[tuple[dt.datetime, dt.datetime]],
 class Timeline:
     """Shifts of every agent and contacts of every group, generated lazily and cached (LRU)."""
 
-    def __init__(self, world: World, cache_shifts: int = 8192, cache_days: int = 16):
+    def __init__(self, world: World, cache_shifts: int = 8192, cache_days: int = 16, breaks=None):
         self.world = world
+        self.breaks = breaks         # a `breaks.Breaks`: shifts broken on purpose, or None
         self.seed = world.config.seed
         self.first_day = world.config.start
         self.end_day = world.config.end
@@ -177,6 +178,11 @@ class Timeline:
                         for g in world.groups}
         self.shift = lru_cache(maxsize=cache_shifts)(self._generate_shift)
         self.day_contacts = lru_cache(maxsize=cache_days)(self._generate_day_contacts)
+
+    def forget(self) -> None:
+        """Drop the cached shifts and days (after the breaks changed)."""
+        self.shift.cache_clear()
+        self.day_contacts.cache_clear()
 
     def days(self, lo: float, hi: float) -> list[dt.date]:
         """The UTC days of [lo, hi] that hold data."""
@@ -206,7 +212,8 @@ class Timeline:
         contacts: list[Contact] = []
         for session in sessions:
             _fill_session(r, profile, session, pauses, statuses, contacts)
-        return Shift(tuple(sessions), tuple(statuses), tuple(contacts))
+        shift = Shift(tuple(sessions), tuple(statuses), tuple(contacts))
+        return self.breaks.shift(shift, day) if self.breaks is not None else shift
 
     def group_day(self, group_id: str, day: dt.date) -> tuple[GroupContact, ...]:
         """Treated and missed contacts of a group starting on a UTC day, by start time."""

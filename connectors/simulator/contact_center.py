@@ -49,14 +49,15 @@ class ContactCenterSystem:
     `variants`: {"single_name"} sends each agent's full name in `name`.
     `repeat_ungrouped_share`: the share of agents whose statuses without a group are repeated
     for each of their groups instead of being sent in an entry without serviceId/groupId.
+    `breaks`: a `breaks.Breaks` whose timeline breaks the generated shifts (see `breaks.py`).
     """
 
     def __init__(self, world: World, clock: Clock, *, variants: frozenset[str] = frozenset(),
-                 repeat_ungrouped_share: float = 0.25):
+                 repeat_ungrouped_share: float = 0.25, breaks=None):
         self.world = world
         self.clock = clock
         self.variants = variants
-        self.timeline = Timeline(world)
+        self.timeline = Timeline(world, breaks=breaks)
         self.groups = {g.id: g for g in world.groups}
         seed = world.config.seed
         self.repeats_ungrouped = {

@@ -12,6 +12,9 @@ same faults):
   or either at random with `retry_after_form=mixed`).
 - `timeout`: wait `slow_seconds`, then answer normally.
 - `drop`: close the connection without answering.
+- `drop_after`: handle the request (1C stores what it was sent), then close the connection
+  without answering: the answer is lost after the fact. `drop_after_path=/sendFactWorkTime`
+  limits it to one path (relative to the system's base).
 - `truncate`: send the headers with the full Content-Length, then only part of the body.
 - `corrupt`: contact-center historic answers only, drawn per record: that share of the records
   is damaged (see `corrupt.py`); the count is of damaged records.
@@ -19,8 +22,8 @@ same faults):
   computed, the simulator restates the intervals it holds, so a repeated request gets corrected
   numbers while this one carries the old ones.
 
-The 1C web service only knows 500 (with an empty, plain-text or JSON body), 502, 503, `drop` and
-`timeout`; any other kind drawn for a 1C path becomes a 500. Token endpoints and `/_sim/` admin
+The 1C web service only knows 500 (with an empty, plain-text or JSON body), 502, 503, `drop`,
+`drop_after` and `timeout`; any other kind drawn for a 1C path becomes a 500. Token endpoints and `/_sim/` admin
 paths are never faulted.
 """
 
@@ -36,10 +39,10 @@ from dataclasses import dataclass, field
 
 from .base import SimResponse
 
-EXCLUSIVE_KINDS = ("500", "502", "503", "504", "429", "timeout", "drop", "truncate")
+EXCLUSIVE_KINDS = ("500", "502", "503", "504", "429", "timeout", "drop", "truncate", "drop_after")
 KINDS = EXCLUSIVE_KINDS + ("restate", "corrupt")
 INDEPENDENT_KINDS = ("restate", "corrupt")
-ONEC_KINDS = ("500", "502", "503", "drop", "timeout")
+ONEC_KINDS = ("500", "502", "503", "drop", "timeout", "drop_after")
 RETRY_AFTER_FORMS = ("seconds", "http-date", "mixed")
 
 
@@ -51,6 +54,7 @@ class FaultSpec:
     retry_after: float = 2.0
     retry_after_form: str = "seconds"
     slow_seconds: float = 5.0
+    drop_after_path: str = ""
     text: str = ""
 
     @classmethod
@@ -72,6 +76,8 @@ class FaultSpec:
                 if value not in RETRY_AFTER_FORMS:
                     forms = ", ".join(RETRY_AFTER_FORMS)
                     raise ValueError(f"fault spec item {item!r}: form must be one of {forms}")
+                options[key] = value
+            elif key == "drop_after_path":
                 options[key] = value
             else:
                 raise ValueError(f"fault spec item {item!r}: unknown kind or option {key!r}")
@@ -124,6 +130,8 @@ class FaultInjector:
                        and restate_draw < spec.rates.get("restate", 0.0))
             if system == "onec" and kind is not None and kind not in ONEC_KINDS:
                 kind = "500"
+            if kind == "drop_after" and spec.drop_after_path and path.rstrip("/") != spec.drop_after_path.rstrip("/"):
+                kind = None
             for counted in ([kind] if kind else []) + (["restate"] if restate else []):
                 self.counts[counted] += 1
         form = spec.retry_after_form

@@ -4,8 +4,10 @@ Routes (one port):
 - `/cc/...`          the contact-center API (`ContactCenterSystem`); token endpoint `/cc/oauth/token`
 - `/zup/hs/wfm/...`  the 1C:ZUP HTTP service (`OneCSystem`); token endpoint `/zup/oauth/token`
 - `/_sim/...`        admin, never faulted nor authenticated:
-  `GET stats`, `GET requests[?limit=N]`, `POST faults {"spec"}`, `POST clock {"now": iso|null}`,
-  `POST restate {"groupId", "startInterval"}`, `POST reset-stats`, `POST revoke-tokens`.
+  `GET stats` (with `inFlight` source requests and their high-water mark `maxInFlight`),
+  `GET requests[?limit=N]`, `POST faults {"spec"}`, `POST clock {"now": iso|null}`,
+  `POST restate {"groupId", "startInterval"}`, `POST reset-stats`, `POST revoke-tokens`,
+  `POST breaks {"kind", "days"}` or `{"clear": true}` (see `breaks.py`).
 
 The server is stdlib `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, which leaves the
 raw socket at hand for the `drop` and `truncate` faults. The simulation clock is real time until
@@ -21,6 +23,8 @@ import socket
 import sys
 import threading
 from collections import Counter, deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -32,6 +36,7 @@ from .auth import AuthConfig, Authenticator
 from .base import SimResponse, SimulatedSystem, utc_now
 from .contact_center import BadRequest, ContactCenterSystem
 from .corrupt import corrupt_body
+from .breaks import Breaks
 from .faults import Fault, FaultInjector
 from .world import SimConfig, World
 
@@ -82,7 +87,9 @@ class Simulation:
         self.config = config
         self.world = World(config.sim)
         self.clock = SimulationClock()
-        self.contact_center = ContactCenterSystem(self.world, self.clock, variants=config.cc_variants)
+        self.breaks = Breaks()
+        self.contact_center = ContactCenterSystem(self.world, self.clock, variants=config.cc_variants,
+                                                  breaks=self.breaks)
         self.onec = _load_onec(self.world, self.clock, config.onec_variants)
         self.faults = FaultInjector(config.faults, config.fault_seed)
         self.auth = {"cc": Authenticator(config.cc_auth, "cc"),
@@ -92,6 +99,8 @@ class Simulation:
         self._paths: Counter[str] = Counter()
         self._statuses: Counter[str] = Counter()
         self._log: deque[dict[str, Any]] = deque(maxlen=LOG_LENGTH)
+        self._in_flight = 0
+        self._max_in_flight = 0                  # high-water mark of concurrent source requests
 
     def record(self, method: str, path: str, query: dict[str, str], status: int | None,
                fault: str | None) -> None:
@@ -106,7 +115,20 @@ class Simulation:
         with self._lock:
             return {"requests": dict(self._paths), "statuses": dict(self._statuses),
                     "faults": self.faults.fault_counts(), "faultSpec": self.faults.spec.text,
-                    "clock": self.clock().isoformat()}
+                    "clock": self.clock().isoformat(), "inFlight": self._in_flight,
+                    "maxInFlight": self._max_in_flight}
+
+    @contextmanager
+    def in_flight(self) -> Iterator[None]:
+        """Count a source request as in flight until its answer is written."""
+        with self._lock:
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def requests(self, limit: int = LOG_LENGTH) -> list[dict[str, Any]]:
         with self._lock:
@@ -117,10 +139,19 @@ class Simulation:
             self._paths.clear()
             self._statuses.clear()
             self._log.clear()
+            self._max_in_flight = self._in_flight
         self.faults.reset_counts()
 
     def revoke_tokens(self) -> int:
         return sum(a.revoke_tokens() for a in self.auth.values())
+
+    def set_break(self, kind: str | None, days: list | None = None, clear: bool = False) -> None:
+        """Switch a break on (for `days`, or every day), or `clear` them all; see `breaks.py`."""
+        if clear:
+            self.breaks.clear()
+        if kind:
+            self.breaks.set(kind, days)
+        self.contact_center.timeline.forget()
 
     def admin(self, method: str, action: str, query: dict[str, str], body: bytes) -> SimResponse:
         """One `/_sim/` request."""
@@ -146,6 +177,9 @@ class Simulation:
                 return SimResponse.json(200, {"reset": True})
             if (method, action) == ("POST", "revoke-tokens"):
                 return SimResponse.json(200, {"revoked": self.revoke_tokens()})
+            if (method, action) == ("POST", "breaks"):
+                self.set_break(payload.get("kind"), payload.get("days"), clear=bool(payload.get("clear")))
+                return SimResponse.json(200, {"breaks": self.breaks.describe()})
         except BadRequest as exc:
             return SimResponse.json(400, exc.body)
         except (ValueError, TypeError, AttributeError) as exc:
@@ -223,11 +257,16 @@ class _Handler(BaseHTTPRequestHandler):
                 sim.record(self.command, path, query, response.status, None)
                 return self._send(response)
         if path == CC_BASE or path.startswith(CC_BASE + "/"):
-            return self._serve_system("cc", path, path[len(CC_BASE):] or "/", query, body)
+            return self._serve_counted("cc", path, path[len(CC_BASE):] or "/", query, body)
         if path == ONEC_BASE or path.startswith(ONEC_BASE + "/"):
-            return self._serve_system("onec", path, path[len(ONEC_BASE):] or "/", query, body)
+            return self._serve_counted("onec", path, path[len(ONEC_BASE):] or "/", query, body)
         sim.record(self.command, path, query, 404, None)
         self._send(SimResponse.json(404, {"field": "path", "message": "Unknown path", "description": path}))
+
+    def _serve_counted(self, system: str, path: str, relative: str, query: dict[str, str],
+                       body: bytes) -> None:
+        with self.server.simulation.in_flight():
+            self._serve_system(system, path, relative, query, body)
 
     def _serve_system(self, system: str, path: str, relative: str, query: dict[str, str],
                       body: bytes) -> None:
@@ -248,6 +287,13 @@ class _Handler(BaseHTTPRequestHandler):
                 body, damaged = corrupt_body(response.body, fault.corrupt, random.Random(fault.corrupt_seed))
                 response = SimResponse(200, body, response.headers, response.content_type)
                 sim.faults.count("corrupt", damaged)
+            if response.status == 200 and sim.breaks:
+                response = SimResponse(200, sim.breaks.rewrite(system, relative, response.body), response.headers,
+                                       response.content_type)
+        if fault.kind == "drop_after":      # handled (and stored), then the answer is lost
+            sim.record(self.command, path, query, None, "drop_after")
+            self.close_connection = True
+            return _hang_up(self.connection)
         sim.record(self.command, path, query, response.status, _fault_name(fault))
         self._send(response, truncate=fault.kind == "truncate")
 
@@ -324,6 +370,9 @@ class RunningSimulator:
 
     def revoke_tokens(self) -> int:
         return self.simulation.revoke_tokens()
+
+    def set_break(self, kind: str | None, days: list[dt.date] | None = None, clear: bool = False) -> None:
+        self.simulation.set_break(kind, days, clear)
 
     def stop(self) -> None:
         """Stop serving, wake sleeping `timeout` faults and close open connections."""
