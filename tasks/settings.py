@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.settings import CONTACT_CENTER, ONEC, SourceSettings, contact_center_from_env, onec_from_env
+from connectors.settings import CONTACT_CENTER, ONEC, SourceSettings
 from wfm import config
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import uuid
 from pathlib import Path
 
 import duckdb
@@ -21,22 +20,12 @@ from flows.bulk import bulk_import, export_data
 from tasks.export import ExportSpec, export_table, whole_records
 from tasks.lake import lake_schema
 
-from .conftest import with_database
+
 from .test_cli import one_line_error, run
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 UTC = dt.timezone.utc
 FIRST = dt.datetime(2026, 11, 9, tzinfo=UTC)
-
-
-@pytest.fixture
-def second_database(postgres_server: str):
-    name = f"wfm_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield with_database(postgres_server, name)
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -13,22 +12,12 @@ import pytest
 from flows.sync import sync
 from tasks import catalog
 
-from .conftest import SIM_START, with_database
+from .conftest import SIM_START
 
 pytestmark = [pytest.mark.usefixtures("prefect_harness"), pytest.mark.slow]
 STREAMS = ["agent_status_intervals", "agent_calls"]
 FIRST, LAST = SIM_START, SIM_START + dt.timedelta(days=3)
 LINEAGE = ("_run_id", "_extracted_at")   # who landed a row and when: differs between two runs
-
-
-@pytest.fixture
-def second_database(postgres_server: str):
-    name = f"wfm_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    yield with_database(postgres_server, name)
-    with psycopg.connect(postgres_server, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

@@ -92,26 +92,6 @@ def show_runs(console: Console, limit: int, stream: str | None) -> None:
         print_runs(console, [dict(zip(names, row)) for row in cur.fetchall()])
 
 
-def show_quarantine(console: Console, stream: str | None, limit: int) -> None:
-    from tasks import ledger
-
-    with _connect() as conn:
-        ledger.ensure_meta(conn)
-        rows = conn.execute(f"""SELECT stream, window_start, reason, record::text, quarantined_at
-                                FROM {ledger.META}.quarantine WHERE (%(s)s::text IS NULL OR stream = %(s)s)
-                                AND status = 'held' ORDER BY quarantined_at DESC, id LIMIT %(n)s""",
-                            {"s": stream, "n": limit}).fetchall()
-        totals = conn.execute(f"""SELECT stream, count(*) FROM {ledger.META}.quarantine WHERE status = 'held'
-                                  GROUP BY stream ORDER BY stream""").fetchall()
-    table = Table(title="quarantine (held rows)")
-    for name in ("stream", "window", "reason", "record"):
-        table.add_column(name, overflow="fold")
-    for stream_name, window_start, reason, record, _ in rows:
-        table.add_row(stream_name, _cell(window_start), reason, record[:160])
-    console.print(table)
-    console.print("held per stream: " + (", ".join(f"{s} {n}" for s, n in totals) or "none"))
-
-
 def serve_simulator(console: Console, *, port: int, seed: int, agents: int, services: int, groups: int, days: int,
                     faults: str, cc_auth: str, cc_token: str | None, onec_user: str, onec_password: str) -> None:
     from connectors.simulator import AuthConfig, ServerConfig, SimConfig, serve_forever
