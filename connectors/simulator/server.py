@@ -3,11 +3,7 @@
 Routes (one port):
 - `/cc/...`          the contact-center API (`ContactCenterSystem`); token endpoint `/cc/oauth/token`
 - `/zup/hs/wfm/...`  the 1C:ZUP HTTP service (`OneCSystem`); token endpoint `/zup/oauth/token`
-- `/_sim/...`        admin, never faulted nor authenticated:
-  `GET stats` (with `inFlight` source requests and their high-water mark `maxInFlight`),
-  `GET requests[?limit=N]`, `POST faults {"spec"}`, `POST clock {"now": iso|null}`,
-  `POST restate {"groupId", "startInterval"}`, `POST reset-stats`, `POST revoke-tokens`,
-  `POST breaks {"kind", "days"}` or `{"clear": true}` (see `breaks.py`).
+- `/_sim/...`        admin, never faulted nor authenticated (see `admin.py`)
 
 The server is stdlib `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, which leaves the
 raw socket at hand for the `drop` and `truncate` faults. The simulation clock is real time until
@@ -32,9 +28,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from .admin import admin_response
 from .auth import AuthConfig, Authenticator
 from .base import SimResponse, SimulatedSystem, utc_now
-from .contact_center import BadRequest, ContactCenterSystem
+from .contact_center import ContactCenterSystem
 from .corrupt import corrupt_body
 from .breaks import Breaks
 from .faults import Fault, FaultInjector
@@ -154,39 +151,8 @@ class Simulation:
         self.contact_center.timeline.forget()
 
     def admin(self, method: str, action: str, query: dict[str, str], body: bytes) -> SimResponse:
-        """One `/_sim/` request."""
-        try:
-            payload = orjson.loads(body) if method == "POST" and body else {}
-            if (method, action) == ("GET", "stats"):
-                return SimResponse.json(200, self.stats())
-            if (method, action) == ("GET", "requests"):
-                return SimResponse.json(200, {"requests": self.requests(int(query.get("limit", LOG_LENGTH)))})
-            if (method, action) == ("POST", "faults"):
-                self.faults.configure(str(payload.get("spec", "")))
-                return SimResponse.json(200, {"spec": self.faults.spec.text})
-            if (method, action) == ("POST", "clock"):
-                now = payload.get("now")
-                self.clock.set(dt.datetime.fromisoformat(now) if now else None)
-                return SimResponse.json(200, {"now": self.clock().isoformat(), "fixed": bool(now)})
-            if (method, action) == ("POST", "restate"):
-                group_id, start = str(payload.get("groupId")), payload.get("startInterval")
-                revision = self.contact_center.restate(group_id, start)
-                return SimResponse.json(200, {"revision": revision})
-            if (method, action) == ("POST", "reset-stats"):
-                self.reset_stats()
-                return SimResponse.json(200, {"reset": True})
-            if (method, action) == ("POST", "revoke-tokens"):
-                return SimResponse.json(200, {"revoked": self.revoke_tokens()})
-            if (method, action) == ("POST", "breaks"):
-                self.set_break(payload.get("kind"), payload.get("days"), clear=bool(payload.get("clear")))
-                return SimResponse.json(200, {"breaks": self.breaks.describe()})
-        except BadRequest as exc:
-            return SimResponse.json(400, exc.body)
-        except (ValueError, TypeError, AttributeError) as exc:
-            return SimResponse.json(400, {"field": None, "message": str(exc),
-                                          "description": "Bad admin request"})
-        return SimResponse.json(404, {"field": "path", "message": "Unknown admin endpoint",
-                                      "description": action})
+        """One `/_sim/` request (see `admin.py`)."""
+        return admin_response(self, method, action, query, body)
 
     def restate_answer(self, body: bytes) -> None:
         """The `restate` fault: restate every interval of a serviceGroupData answer."""
