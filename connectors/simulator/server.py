@@ -12,6 +12,7 @@ set; a set clock stays where it was put.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -391,10 +392,8 @@ def _load_onec(world: World, clock: SimulationClock, variants: frozenset[str]) -
 
 
 def _hang_up(conn: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):
         conn.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 def _fault_name(fault: Fault) -> str | None:
