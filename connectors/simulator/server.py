@@ -12,7 +12,6 @@ set; a set clock stays where it was put.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import random
@@ -21,7 +20,7 @@ import sys
 import threading
 from collections import Counter, deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -392,7 +391,7 @@ def _load_onec(world: World, clock: SimulationClock, variants: frozenset[str]) -
 
 
 def _hang_up(conn: socket.socket) -> None:
-    with contextlib.suppress(OSError):
+    with suppress(OSError):
         conn.shutdown(socket.SHUT_RDWR)
 
 
