@@ -12,11 +12,9 @@ import platform
 import statistics
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
@@ -88,23 +86,11 @@ def simulator(agents: int, days: int, start: dt.date = DEFAULT_START, mode: str 
             proc.terminate()
 
 
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-@contextmanager
-def throwaway_database(server_url: str) -> Iterator[str]:
+def throwaway_database(server_url: str):
     """A fresh database `wfm_bench_<random>` on the server of `server_url`, dropped afterwards."""
-    import psycopg
+    from wfm.config import scratch_database
 
-    name = f"wfm_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return scratch_database(server_url, prefix="wfm_bench")
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 from typing import Literal
 
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from blocks._urls import source_url
 from connectors.http import RetryPolicy, SourceClient
 from connectors.settings import CONTACT_CENTER, SourceSettings, contact_center_from_env
 
@@ -62,13 +62,7 @@ class ContactCenterConnection(Block):
     @field_validator("url", "token_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        if urlsplit(value).password is not None:
-            raise ValueError("must not embed a password: use the username and password fields")
-        return value
+        return source_url(value)
 
     def settings(self) -> SourceSettings:
         """Plain connector settings; the one place this block's secrets are unwrapped."""

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlsplit
 
 from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
+from blocks._urls import source_url
 from connectors.http import RetryPolicy, SourceClient
 from connectors.settings import ONEC, SourceSettings, onec_from_env
 
@@ -53,11 +53,7 @@ class OneCConnection(Block):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must be an http:// or https:// URL")
-        if urlsplit(value).password is not None:
-            raise ValueError("must not embed a password: use the username and password fields")
-        return value
+        return source_url(value)
 
     def settings(self) -> SourceSettings:
         """Plain connector settings; the one place this block's password is unwrapped."""

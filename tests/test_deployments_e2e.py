@@ -25,7 +25,9 @@ import pytest
 
 from deployments.catalog import WORK_POOL
 
-from .conftest import SIM_START, with_database
+from wfm.config import with_database
+
+from .conftest import SIM_START
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _embedded_lock = threading.Lock()
@@ -64,3 +68,24 @@ def describe_database(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def with_database(url: str, name: str) -> str:
+    """The same server URL with another database name."""
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str = "wfm_t") -> Iterator[str]:
+    """A new, empty database `<prefix>_<random>` on the server of `server_url`, dropped afterwards
+    (tests and benchmarks: they never touch a database they did not create)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
