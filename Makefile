@@ -8,7 +8,10 @@ STAMP  := $(VENV)/.installed-stamp
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 
-.PHONY: install test demo bench-connector clean
+BENCH_STAMP := $(VENV)/.bench-stamp
+REPS ?= 3
+
+.PHONY: install test demo bench bench-quick bench-connector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
@@ -24,6 +27,17 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/wfm demo
+
+# issue 9: wfm vs the floor vs dlt in one run (bench/run.py); `make bench REPS=1` for a shorter run
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/run.py --reps $(REPS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
 
 bench-connector: $(STAMP)
 	$(BIN)/python bench/connector_throughput.py

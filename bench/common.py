@@ -9,9 +9,11 @@ import datetime as dt
 import multiprocessing as mp
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import time
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -91,6 +93,54 @@ def throwaway_database(server_url: str):
     from wfm.config import scratch_database
 
     return scratch_database(server_url, prefix="wfm_bench")
+
+
+def plan_windows(cc_url: str, start: dt.date, days: int) -> list:
+    """The agent-status requests of `days` days from `start` (every agent the source lists), one per
+    request of <= 100 ids: a wfm window holds up to 10 of them (`streams.requests_of`)."""
+    from connectors import contact_center as cc
+    from connectors import streams
+    from connectors.settings import CONTACT_CENTER, SourceSettings
+
+    with SourceSettings(CONTACT_CENTER, cc_url).client() as client:
+        agents = cc.personnel_ids(client)["agents"]
+    first = dt.datetime.combine(start, dt.time(), UTC)
+    stream = cc.AGENT_STATUS_INTERVALS
+    return [part for window in streams.windows(stream, first, first + dt.timedelta(days=days), agents)
+            for part in streams.requests_of(stream, window)]
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS so far (ru_maxrss; children not included)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _child(conn, fn, args, kwargs) -> None:
+    try:
+        conn.send(("ok", fn(*args, **kwargs)))
+    except BaseException:   # the parent prints it; a crash must not look like a result
+        conn.send(("error", traceback.format_exc()))
+
+
+def in_child(fn, *args, **kwargs):
+    """`fn(*args, **kwargs)` in a fresh spawned process, so its peak RSS is its own; the return value.
+
+    `fn` must be a module-level function of an importable module; an exception in the child is
+    raised here as a RuntimeError carrying the child's traceback.
+    """
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, fn, args, kwargs))
+    proc.start()
+    child.close()
+    try:
+        status, value = parent.recv()
+    except EOFError:
+        status, value = "error", f"child process died (exit code {proc.join() or proc.exitcode})"
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"{fn.__module__}.{fn.__name__} failed in its child process:\n{value}")
+    return value
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, object]:

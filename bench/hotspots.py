@@ -2,7 +2,7 @@
 
     .venv/bin/pip install py-spy
     .venv/bin/py-spy record --nolineno --format raw -o /tmp/backfill.txt -- \
-        .venv/bin/python bench/backfill.py --no-floor --no-rerun
+        .venv/bin/python bench/wfm_runs.py --no-rerun
     .venv/bin/python bench/hotspots.py /tmp/backfill.txt [--top 10] [--all]
 
 A function's cumulative share is the share of samples whose stack holds it at least once. By

@@ -1,0 +1,135 @@
+"""wfm-pipelines as users run it: the `sync_stream` flow for backfills, the `wfm` CLI for an incremental run.
+
+    backfill   `sync_stream("agent_status_intervals", start, end)` on an empty database, under
+               `prefect_test_harness()` (its SQLite API server is a child process); then the same
+               with force=True (every row conflicts, nothing changes);
+    incremental `wfm sync agent_status_intervals` in a fresh process (Prefect's ephemeral API
+               started by it), once to set the watermark and once more, timed, with nothing new.
+
+Run on its own for profiling, in this process (e.g. under py-spy, or with wall time per stage):
+
+    .venv/bin/python bench/wfm_runs.py --agents 1000 --days 30 --stages
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import common
+
+STREAM = "agent_status_intervals"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def environment(cc_url: str, database_url: str, workdir: str) -> dict[str, str]:
+    """What wfm reads: the source, the warehouse, the lake and its data dir (no Prefect blocks)."""
+    return {"WFM_CC_URL": cc_url, "WFM_DATABASE_URL": database_url, "WFM_LAKE_PATH": os.path.join(workdir, "lake"),
+            "WFM_DATA_DIR": os.path.join(workdir, "data")}
+
+
+def _flow(start: dt.date, end: dt.date, force: bool) -> dict:
+    from flows.sync import sync_stream
+
+    seconds, run = common.timed(sync_stream, STREAM, start, end, force=force)
+    return {"seconds": seconds, "rows": run["rows_fetched"], "inserted": run["rows_inserted"],
+            "updated": run["rows_updated"], "unchanged": run["rows_unchanged"],
+            "quarantined": run["rows_quarantined"], "windows": run["windows_landed"], "rss": common.peak_rss_mib()}
+
+
+def backfill(env: dict[str, str], start: dt.date, end: dt.date, rerun: bool = True, stages: bool = False) -> dict:
+    """The child-process body: the first backfill and (optionally) the forced rerun, with peak RSS after each."""
+    os.environ.update(env)
+    os.environ.pop("WFM_USE_BLOCKS", None)
+    from prefect.testing.utilities import prefect_test_harness
+
+    import stages as stage_timer
+    from tasks.sync import close_clients
+
+    if stages:
+        stage_timer.instrument()
+    out: dict = {"rss_imports": common.peak_rss_mib()}
+    with prefect_test_harness(server_startup_timeout=120):
+        out["first"] = _flow(start, end, force=False)
+        if stages:
+            print(stage_timer.report("stages of the first run:"), flush=True)
+            stage_timer.reset()
+        if rerun:
+            out["rerun"] = _flow(start, end, force=True)
+            if stages:
+                print(stage_timer.report("stages of the rerun:"), flush=True)
+        close_clients()
+    return out
+
+
+def cli_environment(env: dict[str, str], prefect_home: str) -> dict[str, str]:
+    """A user's shell: no Prefect API configured (the ephemeral one), telemetry off, wfm's variables."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "WFM_"))}
+    return {**clean, **env, "PREFECT_HOME": prefect_home, "DO_NOT_TRACK": "1",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+
+
+def cli_sync(env: dict[str, str]) -> float:
+    """Wall seconds of `wfm sync agent_status_intervals` in a fresh process, start to exit."""
+    started = time.perf_counter()
+    done = subprocess.run([str(Path(sys.executable).with_name("wfm")), "sync", STREAM], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"wfm sync exited {done.returncode}: {(done.stderr or done.stdout).strip()[-500:]}")
+    return seconds
+
+
+def incremental(env: dict[str, str], workdir: str) -> dict:
+    """Two incremental CLI runs after a backfill: the first sets the watermark, the second has nothing new."""
+    cli_env = cli_environment(env, os.path.join(workdir, "prefect-home"))
+    setup = cli_sync(cli_env)
+    return {"seconds": cli_sync(cli_env), "setup": setup}
+
+
+def scaling(agents: int, days: int, database_server: str) -> dict:
+    """The child-process body of the memory-scaling step: its own simulator, database and lake, first backfill only."""
+    start = dt.date.today() - dt.timedelta(days=days - 1)
+    workdir = tempfile.mkdtemp(prefix="wfm-bench-")
+    try:
+        with common.simulator(agents, days, start) as sim, common.throwaway_database(database_server) as db:
+            out = backfill(environment(sim.cc_url, db, workdir), start, start + dt.timedelta(days=days - 1),
+                           rerun=False)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--database-url", default=common.default_database_url())
+    parser.add_argument("--no-rerun", action="store_true")
+    parser.add_argument("--stages", action="store_true", help="wall time per stage (bench/stages.py)")
+    args = parser.parse_args(argv)
+    start = dt.date.today() - dt.timedelta(days=args.days - 1)
+    end = start + dt.timedelta(days=args.days - 1)
+    workdir = tempfile.mkdtemp(prefix="wfm-bench-")
+    try:
+        with common.simulator(args.agents, args.days, start) as sim, \
+                common.throwaway_database(args.database_url) as db:
+            out = backfill(environment(sim.cc_url, db, workdir), start, end, not args.no_rerun, args.stages)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    for name in ("first", "rerun"):
+        if name in out:
+            run = out[name]
+            print(f"{name:6} {run['seconds']:7.1f} s  fetched {run['rows']:,}  inserted {run['inserted']:,}  "
+                  f"updated {run['updated']:,}  unchanged {run['unchanged']:,}  peak RSS {run['rss']:.0f} MiB")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
