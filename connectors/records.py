@@ -81,42 +81,108 @@ class Parsed:
 def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iterable[Any]] | None = None,
             explode: str | None = None) -> tuple[dict[str, list[Any]], list[dict[str, Any]], list[Reject]]:
     """Raw values per column (and the undeclared keys per row under `EXTRA`), the raw record of
-    each row, and records too broken to read."""
-    columns: dict[str, list[Any]] = {f.column: [] for f in fields}
-    records: list[dict[str, Any]] = []
-    rejects: list[Reject] = []
-    seen: set[str] = set()          # keys the callable sources read
+    each row, and records too broken to read.
+
+    Column by column: each field's values are gathered in one pass over the rows, and a row is
+    dropped (a `Reject`) when a required field is absent or null in it — the first such field
+    in declaration order (parent fields first) is the one named.
+    """
     items = root(payload) if root else payload
     if items is None:
-        return columns, records, rejects
+        items = []
     if not isinstance(items, list):
         raise ValueError(f"expected a JSON array, got {type(items).__name__}")
-    parent_fields = [f for f in fields if f.parent]
+    rows = _Rows(items, explode)
+    seen: set[str] = set()          # keys the callable sources read
+    parent_fields = [f for f in fields if f.parent] if explode else []
     own_fields = [f for f in fields if not f.parent] if explode else list(fields)
-    for item in items:
-        if not isinstance(item, dict):
-            rejects.append(Reject(f"record is a {type(item).__name__}, not an object", None, {"value": item}))
-            continue
-        if explode is None:
-            _take(item, own_fields, columns, records, rejects, parent=None, parent_fields=(), seen=seen)
-            continue
-        children = item.get(explode)
-        if not isinstance(children, list):
-            if children is not None:
-                rejects.append(Reject(f"field {explode}: expected a list", explode, item))
-            continue
-        for child in children:
-            if not isinstance(child, dict):
-                rejects.append(Reject(f"field {explode}: an element is not an object", explode, item))
-                continue
-            _take(child, own_fields, columns, records, rejects, parent=item, parent_fields=parent_fields,
-                  seen=seen)
+    columns = {f.column: rows.parent_values(f, seen) for f in parent_fields}
+    columns.update({f.column: _gather(rows.children, f, seen) for f in own_fields})
+    missing = _first_missing(columns, [*parent_fields, *own_fields])
+    keep = [i for i in range(len(rows.children)) if i not in missing] if missing else None
+    for f in fields:
+        values = columns[f.column] if keep is None else [columns[f.column][i] for i in keep]
+        columns[f.column] = values if f.default is None else [f.default if v is None else v for v in values]
+    records = rows.records(keep)
+    rejects = rows.rejects + [Reject(f"field {f.sources[0]}: required but missing", f.sources[0], rows.record(i))
+                              for i, f in sorted(missing.items())]
     known = {key for f in fields if not callable(f.source) for key in f.sources} | seen | {explode or ""}
     columns[EXTRA] = [_undeclared(r, known) for r in records]
     for reject in rejects:
         if reject.field is not None:      # not for a non-object, which has no keys of its own
             reject.extra = _undeclared(reject.record, known)
     return columns, records, rejects
+
+
+class _Rows:
+    """The payload's rows: the items themselves, or the elements of each item's `explode` list."""
+
+    def __init__(self, items: list, explode: str | None):
+        self.parents: list[dict] = []
+        self.owner: list[int] = []        # row -> index of its parent in `parents`
+        self.children: list[dict] = []
+        self.rejects: list[Reject] = []
+        for item in items:
+            if not isinstance(item, dict):
+                self.rejects.append(Reject(f"record is a {type(item).__name__}, not an object", None, {"value": item}))
+            elif explode is None:
+                self.children.append(item)
+            else:
+                self._explode(item, explode)
+        self.exploded = explode is not None
+        self.outer = [{k: v for k, v in p.items() if not isinstance(v, list)} for p in self.parents]
+
+    def _explode(self, item: dict, explode: str) -> None:
+        elements = item.get(explode)
+        if not isinstance(elements, list):
+            if elements is not None:
+                self.rejects.append(Reject(f"field {explode}: expected a list", explode, item))
+            return
+        children = [e for e in elements if isinstance(e, dict)]
+        if len(children) < len(elements):
+            self.rejects.extend(Reject(f"field {explode}: an element is not an object", explode, item)
+                                for _ in range(len(elements) - len(children)))
+        self.owner.extend([len(self.parents)] * len(children))
+        self.children.extend(children)
+        self.parents.append(item)
+
+    def parent_values(self, f: Field, seen: set[str]) -> list[Any]:
+        """A parent field's value for every row, looked up once per parent."""
+        values = [_value(_lookup(p, f, seen)) for p in self.parents]
+        return [values[o] for o in self.owner]
+
+    def record(self, row: int) -> dict[str, Any]:
+        """The raw record of a row: an exploded element merged with its parent's scalar keys."""
+        child = self.children[row]
+        return {**self.outer[self.owner[row]], **child} if self.exploded else child
+
+    def records(self, keep: list[int] | None) -> list[dict[str, Any]]:
+        if not self.exploded:
+            return self.children if keep is None else [self.children[i] for i in keep]
+        return [self.record(i) for i in (range(len(self.children)) if keep is None else keep)]
+
+
+def _gather(rows: list[dict], f: Field, seen: set[str]) -> list[Any]:
+    """One field's raw values over all rows; None where absent or null."""
+    if callable(f.source) or len(f.sources) > 1:
+        return [_value(_lookup(row, f, seen)) for row in rows]
+    key = f.sources[0]
+    return [row.get(key) for row in rows]
+
+
+def _first_missing(columns: dict[str, list[Any]], fields: Sequence[Field]) -> dict[int, Field]:
+    """Row -> the first required field (in `fields` order) that the row lacks."""
+    missing: dict[int, Field] = {}
+    for f in fields:
+        if f.required:
+            for row, value in enumerate(columns[f.column]):
+                if value is None and row not in missing:
+                    missing[row] = f
+    return missing
+
+
+def _value(found: Any) -> Any:
+    return None if found is _MISSING else found
 
 
 def _undeclared(record: dict[str, Any], known: set[str]) -> dict[str, Any] | None:
@@ -126,32 +192,8 @@ def _undeclared(record: dict[str, Any], known: set[str]) -> dict[str, Any] | Non
     return extra or None
 
 
-def _take(record: dict, own: Sequence[Field], columns: dict[str, list[Any]], records: list[dict],
-          rejects: list[Reject], *, parent: dict | None, parent_fields: Sequence[Field], seen: set[str]) -> None:
-    values: list[tuple[str, Any]] = []
-    for fields, source in ((parent_fields, parent), (own, record)):
-        for f in fields:
-            value = _lookup(source or {}, f, seen)
-            if value is _MISSING:
-                if f.required:
-                    raw = _raw(record, parent, parent_fields)
-                    rejects.append(Reject(f"field {f.sources[0]}: required but missing", f.sources[0], raw))
-                    return
-                value = f.default
-            values.append((f.column, value))
-    for column, value in values:
-        columns[column].append(value)
-    records.append(_raw(record, parent, parent_fields))
-
-
-def _raw(record: dict, parent: dict | None, parent_fields: Sequence[Field]) -> dict[str, Any]:
-    if parent is None:
-        return record
-    outer = {k: v for k, v in parent.items() if not isinstance(v, list)}
-    return {**outer, **record}
-
-
 _MISSING = object()
+NONE = type(None)
 
 
 class _Reading(dict):
@@ -236,13 +278,13 @@ def _fast(values: list[Any], kind: str, target: pa.DataType) -> pa.Array:
         return pa.array(values, pa.string()).cast(target)
     if kind == "json":
         return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], target)
-    if kind == "text":
-        if not all(type(v) is str or v is None for v in values):
-            raise TypeError("not all strings")
+    types = set(map(type, values))     # one C-level pass; the checks below read this small set
+    if kind == "text" and not types <= {str, NONE}:
+        raise TypeError("not all strings")
     if kind in ("int", "float", "bool"):
-        if any(type(v) is str for v in values) or (kind != "bool" and any(type(v) is bool for v in values)):
+        if str in types or (kind != "bool" and bool in types):
             raise TypeError("strings or booleans among numbers")
-        if kind == "int" and any(type(v) is float for v in values):
+        if kind == "int" and float in types:
             raise TypeError("floats among integers")
     return pa.array(values, target)
 

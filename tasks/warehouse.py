@@ -112,17 +112,17 @@ def upsert(conn: psycopg.Connection, stream: Stream, table: pa.Table, run_id: uu
     changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in data_cols),
         sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in data_cols))
-    statement = sql.SQL(
-        "INSERT INTO {target} AS t ({cols}, _run_id, _extracted_at) "
+    statement = sql.SQL(   # counted in the database: a million rows need not come back as flags
+        "WITH landed AS (INSERT INTO {target} AS t ({cols}, _run_id, _extracted_at) "
         "SELECT {cols}, %s, %s FROM {stage} "
-        "ON CONFLICT ({key}) DO {action} RETURNING (xmax = 0) AS inserted"
+        "ON CONFLICT ({key}) DO {action} RETURNING (xmax = 0) AS inserted) "
+        "SELECT count(*) FILTER (WHERE inserted), count(*) FROM landed"
     ).format(target=target, cols=sql.SQL(", ").join(map(sql.Identifier, names)), stage=stage,
              key=sql.SQL(", ").join(map(sql.Identifier, stream.key)),
              action=(sql.SQL("UPDATE SET {} WHERE {}").format(sql.SQL(", ").join(assignments), changed)
                      if data_cols else sql.SQL("NOTHING")))
-    flags = [row[0] for row in conn.execute(statement, (run_id, extracted_at)).fetchall()]
-    inserted = sum(flags)
-    return UpsertCounts(inserted, len(flags) - inserted, table.num_rows - len(flags))
+    inserted, touched = conn.execute(statement, (run_id, extracted_at)).fetchone()
+    return UpsertCounts(inserted, touched - inserted, table.num_rows - touched)
 
 
 def _copy(conn: psycopg.Connection, stage: sql.Identifier, names: list[str], table: pa.Table) -> None:

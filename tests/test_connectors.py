@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import httpx
@@ -10,7 +11,7 @@ import pytest
 from connectors import contact_center as cc
 from connectors import onec, streams
 from connectors.errors import AuthenticationFailed, SourceRejected, SourceUnavailable
-from connectors.http import RetryPolicy
+from connectors.http import CallStats, RetryPolicy
 from connectors.settings import SourceSettings
 from connectors.simulator import AuthConfig, ServerConfig, start_simulator
 from connectors.simulator.world import SimConfig
@@ -108,8 +109,9 @@ def test_a_status_crossing_a_window_edge_comes_back_from_both_windows(cc_client)
 def test_bad_parameters_are_a_one_line_fatal_error_naming_the_endpoint(cc_client):
     too_many = tuple(str(i) for i in range(101))
     window = streams.Window(DAY1, DAY1 + dt.timedelta(days=1), too_many)
+    unbounded = dataclasses.replace(cc.AGENT_LOGINS, max_ids=1000)   # a stream that forgot the limit
     with pytest.raises(SourceRejected) as caught:
-        streams.fetch(cc_client, cc.AGENT_LOGINS, window)
+        streams.fetch(cc_client, unbounded, window)
     message = str(caught.value)
     assert "GET /historic/agentLoginData" in message and "HTTP 400" in message and "\n" not in message
     assert caught.value.status == 400
@@ -120,6 +122,20 @@ def test_id_batches_keep_urls_short():
     batches = list(streams.id_batches(ids))
     assert [i for b in batches for i in b] == ids
     assert all(len(b) <= 100 and len(",".join(b)) <= streams.MAX_ID_CHARS for b in batches)
+
+
+def test_a_window_of_many_ids_is_fetched_in_requests_of_at_most_100(cc_client):
+    ids = [str(i) for i in range(250)]
+    window = streams.windows(cc.AGENT_LOGINS, DAY1, DAY1 + dt.timedelta(days=1), ids)[0]
+    parts = streams.requests_of(cc.AGENT_LOGINS, window)
+    assert [len(p.ids) for p in parts] == [100, 100, 50]
+    assert [i for p in parts for i in p.ids] == sorted(ids)
+    stats = CallStats()
+    whole = streams.fetch(cc_client, cc.AGENT_LOGINS, window, stats)
+    one_by_one = [streams.fetch(cc_client, cc.AGENT_LOGINS, p) for p in parts]
+    assert stats.snapshot()["calls"] == 3
+    assert whole.table.to_pylist() == [row for p in one_by_one for row in p.table.to_pylist()]
+    assert len(whole.records) == len(whole.extra) == whole.table.num_rows
 
 
 @pytest.mark.parametrize("kind", ["500", "502", "503", "504", "429", "timeout", "drop", "truncate"])

@@ -57,8 +57,11 @@ def test_month_spans():
 def test_windows_are_spans_times_sorted_unique_id_batches():
     ids = [str(i) for i in range(250)] + ["0"]
     planned = windows(cc.AGENT_LOGINS, at(1), at(3), ids)
-    assert len(planned) == 2 * 3
-    assert sorted(i for w in planned[:3] for i in w.ids) == sorted(set(ids))
+    assert len(planned) == 2                      # one window a day: 3 requests of <= 100 ids
+    assert list(planned[0].ids) == sorted(set(ids))
+    many = [str(i) for i in range(2_500)]
+    per_day = windows(cc.AGENT_LOGINS, at(1), at(2), many)
+    assert [len(w.ids) for w in per_day] == [1_000, 1_000, 500]   # WINDOW_REQUESTS x MAX_IDS at most
 
 
 def test_deduplicate_keeps_the_last_occurrence_of_each_key():
