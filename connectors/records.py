@@ -73,13 +73,13 @@ class Parsed:
     """Typed rows plus the raw record behind each row, and the rejects."""
 
     table: pa.Table
-    records: list[dict[str, Any]]
+    records: Sequence[dict[str, Any]]     # the raw record behind each row (for quarantine)
     rejects: list[Reject] = field(default_factory=list)
     extra: list[dict[str, Any] | None] = field(default_factory=list)  # per row; empty: not collected
 
 
 def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iterable[Any]] | None = None,
-            explode: str | None = None) -> tuple[dict[str, list[Any]], list[dict[str, Any]], list[Reject]]:
+            explode: str | None = None) -> tuple[dict[str, list[Any]], Sequence[dict[str, Any]], list[Reject]]:
     """Raw values per column (and the undeclared keys per row under `EXTRA`), the raw record of
     each row, and records too broken to read.
 
@@ -103,11 +103,12 @@ def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iter
     for f in fields:
         values = columns[f.column] if keep is None else [columns[f.column][i] for i in keep]
         columns[f.column] = values if f.default is None else [f.default if v is None else v for v in values]
-    records = rows.records(keep)
     rejects = rows.rejects + [Reject(f"field {f.sources[0]}: required but missing", f.sources[0], rows.record(i))
                               for i, f in sorted(missing.items())]
+    records = rows.records(keep)
     known = {key for f in fields if not callable(f.source) for key in f.sources} | seen | {explode or ""}
-    columns[EXTRA] = [_undeclared(r, known) for r in records]
+    columns[EXTRA] = records.undeclared(known) if isinstance(records, RawRecords) else \
+        [_undeclared(r, known) for r in records]
     for reject in rejects:
         if reject.field is not None:      # not for a non-object, which has no keys of its own
             reject.extra = _undeclared(reject.record, known)
@@ -156,10 +157,39 @@ class _Rows:
         child = self.children[row]
         return {**self.outer[self.owner[row]], **child} if self.exploded else child
 
-    def records(self, keep: list[int] | None) -> list[dict[str, Any]]:
+    def records(self, keep: list[int] | None) -> Sequence[dict[str, Any]]:
+        """The raw records of the kept rows: the items themselves, or lazily merged elements."""
+        children = self.children if keep is None else [self.children[i] for i in keep]
         if not self.exploded:
-            return self.children if keep is None else [self.children[i] for i in keep]
-        return [self.record(i) for i in (range(len(self.children)) if keep is None else keep)]
+            return children
+        return RawRecords(children, self.owner if keep is None else [self.owner[i] for i in keep], self.outer)
+
+
+class RawRecords(Sequence):
+    """Exploded rows' raw records, each merged with its parent's scalar keys only when read.
+
+    Most batches never read them (they are for quarantine), so no merged copy is kept per row.
+    """
+
+    def __init__(self, children: list[dict], owner: list[int], outer: list[dict]):
+        self.children, self.owner, self.outer = children, owner, outer
+
+    def __len__(self) -> int:
+        return len(self.children)
+
+    def __getitem__(self, row):  # type: ignore[override]
+        if isinstance(row, slice):
+            return [self[i] for i in range(*row.indices(len(self)))]
+        return {**self.outer[self.owner[row]], **self.children[row]}
+
+    def undeclared(self, known: set[str]) -> list[dict[str, Any] | None]:
+        """`_undeclared` of every record, the parent's part computed once per parent."""
+        parents = [_undeclared(o, known) for o in self.outer]
+        out: list[dict[str, Any] | None] = []
+        for child, owner in zip(self.children, self.owner):
+            own, parent = _undeclared(child, known), parents[owner]
+            out.append(own if parent is None else parent if own is None else dict(sorted({**parent, **own}.items())))
+        return out
 
 
 def _gather(rows: list[dict], f: Field, seen: set[str]) -> list[Any]:
@@ -231,7 +261,7 @@ def _lookup(record: dict, f: Field, seen: set[str]) -> Any:
     return _MISSING
 
 
-def to_arrow(columns: dict[str, list[Any]], records: list[dict[str, Any]], fields: Sequence[Field],
+def to_arrow(columns: dict[str, list[Any]], records: Sequence[dict[str, Any]], fields: Sequence[Field],
              rejects: list[Reject] | None = None) -> Parsed:
     """Typed Arrow table; rows with a value that does not convert become rejects."""
     rejects = list(rejects or [])

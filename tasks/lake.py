@@ -5,16 +5,20 @@ temporary file and moved over the old one (an atomic rename), so a reader sees t
 or the new one, never half of one, and Parquet always agrees with PostgreSQL. The partitions to
 rebuild are queued in `wfm_meta.lake_pending` by the landing transaction itself, so a crash
 between commit and publication is repaired by the next run. Tables without a partition column
-are one file, `<lake>/<table>/part-0.parquet`. A partition a reconciliation check holds
+are one file, `<lake>/<table>/part-0.parquet`. A writer killed mid-swap leaves its temporary file
+(`.part-0.parquet.<id>.tmp`: hidden, not `*.parquet`, so no reader takes it for data); the next
+write of that partition deletes temporary files older than an hour. A partition a reconciliation check holds
 (`wfm_meta.partition_holds`, see `tasks/reconcile.py`) stays queued and unpublished, and one
 published before the check failed is withdrawn until the check passes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import orjson
 import psycopg
@@ -32,6 +36,8 @@ from .warehouse import columns, table_ident
 
 FILE = "part-0.parquet"
 ROW_GROUP = 256_000
+PUBLISH_WORKERS = 3    # partitions rebuilt at once by `publish_parallel`
+STALE_TEMPORARY = dt.timedelta(hours=1)   # no live writer takes this long over one partition
 
 
 def partition_name(day: dt.date | None) -> str:
@@ -91,12 +97,23 @@ def write_partition(lake: str, stream: Stream, partition: str, table: pa.Table) 
     fs, root = filesystem(lake)
     directory = "/".join(p for p in (root.rstrip("/"), stream.name, partition) if p)
     fs.create_dir(directory, recursive=True)
+    _sweep_temporaries(fs, directory)
     final = f"{directory}/{FILE}"
     temporary = f"{directory}/.{FILE}.{uuid.uuid4().hex}.tmp"
     with fs.open_output_stream(temporary) as out:
         pq.write_table(table, out, row_group_size=ROW_GROUP, compression="zstd")
     fs.move(temporary, final)
     return final
+
+
+def _sweep_temporaries(fs: pafs.FileSystem, directory: str) -> None:
+    """Delete the temporary files that writers which died left in a partition's directory."""
+    cutoff = dt.datetime.now(dt.timezone.utc) - STALE_TEMPORARY
+    for info in fs.get_file_info(pafs.FileSelector(directory)):
+        name = info.base_name
+        if name.startswith(f".{FILE}.") and name.endswith(".tmp") and info.mtime and info.mtime < cutoff:
+            with contextlib.suppress(FileNotFoundError):   # another writer swept it first
+                fs.delete_file(info.path)
 
 
 def withdraw_partition(lake: str, table: str, partition: str) -> bool:
@@ -111,12 +128,31 @@ def withdraw_partition(lake: str, table: str, partition: str) -> bool:
 
 def publish(conn: psycopg.Connection, stream: Stream, lake: str) -> list[str]:
     """Rebuild every partition queued for this stream and not held; returns the partitions written."""
-    written = []
-    for partition, run_id in ledger.pending_partitions(conn, stream.name):
-        with conn.transaction():
-            table = read_partition(conn, stream, partition)
-        write_partition(lake, stream, partition, table)
-        with conn.transaction():
-            ledger.clear_partition(conn, stream.name, partition, run_id)
-        written.append(partition)
-    return written
+    return [_rebuild(conn, stream, lake, partition, run_id)
+            for partition, run_id in ledger.pending_partitions(conn, stream.name)]
+
+
+def publish_parallel(database_url: str, stream: Stream, lake: str, workers: int = PUBLISH_WORKERS) -> list[str]:
+    """`publish` with a connection per worker: PostgreSQL copies one partition out while Arrow
+    writes another, which matters after a backfill has queued a month of partitions."""
+    with psycopg.connect(database_url) as conn:
+        pending = ledger.pending_partitions(conn, stream.name)
+    if len(pending) < 2:
+        with psycopg.connect(database_url) as conn:
+            return [_rebuild(conn, stream, lake, partition, run_id) for partition, run_id in pending]
+
+    def rebuild(item: tuple[str, uuid.UUID]) -> str:
+        with psycopg.connect(database_url) as conn:
+            return _rebuild(conn, stream, lake, *item)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"lake-{stream.name}") as pool:
+        return list(pool.map(rebuild, pending))
+
+
+def _rebuild(conn: psycopg.Connection, stream: Stream, lake: str, partition: str, run_id: uuid.UUID) -> str:
+    """One partition from its committed rows, then its queue entry cleared (unless re-queued meanwhile)."""
+    with conn.transaction():
+        table = read_partition(conn, stream, partition)
+    write_partition(lake, stream, partition, table)
+    with conn.transaction():
+        ledger.clear_partition(conn, stream.name, partition, run_id)
+    return partition

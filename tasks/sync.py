@@ -155,5 +155,4 @@ def _partitions(stream: Stream, table: pa.Table) -> set[str]:
       retry_condition_fn=_is_transient_db_error)
 def publish_lake(stream: Stream, database_url: str, lake_path: str) -> list[str]:
     """Rebuild the stream's queued Parquet partitions from committed rows."""
-    with psycopg.connect(database_url) as conn:
-        return lake.publish(conn, stream, lake_path)
+    return lake.publish_parallel(database_url, stream, lake_path)
