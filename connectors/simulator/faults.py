@@ -12,6 +12,7 @@ same faults):
   or either at random with `retry_after_form=mixed`).
 - `timeout`: wait `slow_seconds`, then answer normally.
 - `drop`: close the connection without answering.
+- `reset`: reset the connection (a TCP RST, not an orderly close) without answering.
 - `drop_after`: handle the request (1C stores what it was sent), then close the connection
   without answering: the answer is lost after the fact. `drop_after_path=/sendFactWorkTime`
   limits it to one path (relative to the system's base).
@@ -23,7 +24,7 @@ same faults):
   numbers while this one carries the old ones.
 
 The 1C web service only knows 500 (with an empty, plain-text or JSON body), 502, 503, `drop`,
-`drop_after` and `timeout`; any other kind drawn for a 1C path becomes a 500. Token endpoints and `/_sim/` admin
+`reset`, `drop_after` and `timeout`; any other kind drawn for a 1C path becomes a 500. Token endpoints and `/_sim/` admin
 paths are never faulted.
 """
 
@@ -39,10 +40,10 @@ from dataclasses import dataclass, field
 
 from .base import SimResponse
 
-EXCLUSIVE_KINDS = ("500", "502", "503", "504", "429", "timeout", "drop", "truncate", "drop_after")
+EXCLUSIVE_KINDS = ("500", "502", "503", "504", "429", "timeout", "drop", "reset", "truncate", "drop_after")
 KINDS = EXCLUSIVE_KINDS + ("restate", "corrupt")
 INDEPENDENT_KINDS = ("restate", "corrupt")
-ONEC_KINDS = ("500", "502", "503", "drop", "timeout", "drop_after")
+ONEC_KINDS = ("500", "502", "503", "drop", "reset", "timeout", "drop_after")
 RETRY_AFTER_FORMS = ("seconds", "http-date", "mixed")
 
 

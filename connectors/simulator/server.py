@@ -6,7 +6,7 @@ Routes (one port):
 - `/_sim/...`        admin, never faulted nor authenticated (see `admin.py`)
 
 The server is stdlib `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, which leaves the
-raw socket at hand for the `drop` and `truncate` faults. The simulation clock is real time until
+raw socket at hand for the `drop`, `reset` and `truncate` faults. The simulation clock is real time until
 set; a set clock stays where it was put.
 """
 
@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import random
 import socket
+import struct
 import sys
 import threading
 from collections import Counter, deque
@@ -242,6 +243,10 @@ class _Handler(BaseHTTPRequestHandler):
             sim.record(self.command, path, query, None, "drop")
             self.close_connection = True
             return _hang_up(self.connection)
+        if fault.kind == "reset":
+            sim.record(self.command, path, query, None, "reset")
+            self.close_connection = True
+            return self._reset()
         if fault.kind == "timeout":
             sim.stopping.wait(sim.faults.spec.slow_seconds)
         response = sim.faults.error_response(system, fault) or sim.auth[system].check(self.headers)
@@ -262,6 +267,12 @@ class _Handler(BaseHTTPRequestHandler):
             return _hang_up(self.connection)
         sim.record(self.command, path, query, response.status, _fault_name(fault))
         self._send(response, truncate=fault.kind == "truncate")
+
+    def _reset(self) -> None:
+        """Abort the connection: with a zero linger time, closing it sends RST instead of FIN."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()           # the socket's only file reference (writes go straight to it)
+        self.connection.close()
 
     def _answer(self, system: str, relative: str, query: dict[str, str], body: bytes) -> SimResponse:
         sim = self.server.simulation
