@@ -18,12 +18,16 @@ from wfm import config
 def run_sync(console: Console, streams: list[str], start: dt.date | None, end: dt.date | None,
              force: bool, dry_run: bool, dask_address: str | None = None) -> list[dict]:
     """Run the `sync` flow with a progress bar per stream; prints the ledger rows of the runs."""
-    from flows.sync import sync
     from tasks import catalog, progress
 
     catalog.resolve(streams)  # an unknown name fails here, in one line, before Prefect starts
     if start and end and end < start:
         raise ValueError(f"--end {end} is before --start {start}")
+    wait_for_api = config.prefect_api_in_background()
+    from flows.sync import sync   # imports for seconds, while the API starts
+
+    if wait_for_api is not None:
+        wait_for_api()
     bars = Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False)
     ids: dict[str, int] = {}
