@@ -56,10 +56,21 @@ class Suite:
     threshold: float = DEFAULT_THRESHOLD
 
     @property
+    def columns(self) -> tuple[str, ...]:
+        """The batch columns the expectations read (a `-column` is derived from `column`)."""
+        named = [c for e in self.expectations.expectations for key in ("column", "column_A", "column_B", "column_list")
+                 for c in _as_list(getattr(e, key, None))]
+        return tuple(dict.fromkeys(c.removeprefix("-") for c in named))
+
+    @property
     def negated(self) -> tuple[str, ...]:
         """Columns a `balance` reads as `-column`; the validator derives them."""
         return tuple(dict.fromkeys(c[1:] for e in self.expectations.expectations
                                    for c in getattr(e, "column_list", None) or () if c.startswith("-")))
+
+
+def _as_list(value) -> list[str]:
+    return [] if value is None else [value] if isinstance(value, str) else list(value)
 
 
 def suite(stream: Stream, *rules: Expectation | Iterable[Expectation],
