@@ -289,6 +289,16 @@ def _day(partition: str) -> dt.date:
 
 
 def _sqlalchemy_url(database_url: str) -> str:
-    """The psycopg 3 dialect for SQLAlchemy (a bare postgresql:// would ask for psycopg2)."""
+    """The psycopg 3 dialect for SQLAlchemy (a bare postgresql:// would ask for psycopg2).
+
+    A Unix-socket URL (`postgresql://user@/db?host=/run/dir`, the embedded PostgreSQL's) gets a
+    placeholder host: Great Expectations refuses a URL without one, and the `host` parameter
+    still decides where psycopg connects.
+    """
     scheme, rest = database_url.split("://", 1)
-    return f"postgresql+psycopg://{rest}" if scheme in ("postgres", "postgresql") else database_url
+    if scheme not in ("postgres", "postgresql"):
+        return database_url
+    authority, _, tail = rest.partition("/")
+    if authority.endswith("@") or not authority:
+        rest = f"{authority}localhost/{tail}"
+    return f"postgresql+psycopg://{rest}"
