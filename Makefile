@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 BENCH_STAMP := $(VENV)/.bench-stamp
 REPS ?= 3
 
-.PHONY: install test demo bench bench-quick bench-connector clean
+.PHONY: install test demo chaos bench bench-quick bench-connector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/wfm demo
+
+# the chaos suite with larger counts (tests/chaos); the same scenarios run small in `make test`
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 # issue 9: wfm vs the floor vs dlt in one run (bench/run.py); `make bench REPS=1` for a shorter run
 $(BENCH_STAMP): $(STAMP) pyproject.toml

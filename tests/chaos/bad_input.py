@@ -48,7 +48,7 @@ def payload_corpus(server: str, scratch: Path) -> tuple[int, list[str]]:
     problems = []
     day = dt.datetime.combine(SIM_START, dt.time(), UTC)
     with simulator(agents=40) as sim, fresh_database(server) as db, pointed_at(sim, db, scratch / "lake"):
-        ids = tuple(str(a["agentId"]) for a in _agents(sim))
+        ids = tuple(_agent_ids(sim))
         window = Window(day, day + dt.timedelta(days=1), ids)
         answer = real_answer(sim, STREAM, window)
         baseline = _keys(parse(STREAM, window, answer).table)
@@ -60,16 +60,21 @@ def payload_corpus(server: str, scratch: Path) -> tuple[int, list[str]]:
                 problems += [f"payload {name}: error is not one line"] if "\n" in str(exc) else []
                 continue
             plan = _plan(db, window)
-            report = land_batch(plan, window, parsed)
+            try:
+                report = land_batch(plan, window, parsed)
+            except Exception as exc:      # the whole window fails: every valid row of it is lost
+                problems.append(f"payload {name}: the window failed, its valid rows lost — "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+                continue
             problems += [f"payload {name}: {p}" for p in _judge(db, baseline, answer, where, agent, report)]
     return len(corpus()), problems
 
 
-def _agents(sim) -> list[dict]:
+def _agent_ids(sim) -> list[str]:
     from connectors.settings import SourceSettings
 
     with SourceSettings(cc.SYSTEM, sim.cc_url).client() as client:
-        return client.request_json("GET", "/personnel/agents") or []
+        return cc.personnel_ids(client)["agents"]
 
 
 def _keys(table) -> set[tuple]:

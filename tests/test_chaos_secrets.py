@@ -1,0 +1,15 @@
+"""Chaos, secrets: with distinctive secrets configured, none shows up anywhere."""
+
+from __future__ import annotations
+
+import pytest
+
+from .chaos.secret_leaks import secret_leaks
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def test_no_secret_reaches_logs_artifacts_tables_files_or_messages(postgres_server):
+    outcome = secret_leaks(postgres_server)
+    outcome.check()
+    assert outcome.tried == 6 and "characters scanned" in outcome.detail
