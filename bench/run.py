@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     with common.simulator(args.agents, args.days, start) as sim:
         windows = common.plan_windows(sim.cc_url, start, args.days)
         print(f"# agent_status_intervals {args.agents} agents × {args.days} days ({start}..{end}), "
-              f"{len(windows)} windows, {args.reps} repetition(s)", flush=True)
+              f"{len(windows)} requests, {args.reps} repetition(s)", flush=True)
         measured = measure(args, sim, windows, start, end)
     runs = measured["runs"]
     rows = next((r[0]["rows"] for n, by in runs.items() for r in by.values() if "rows" in r[0]), 0)
