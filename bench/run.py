@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         windows = common.plan_windows(sim.cc_url, start, args.days)
         print(f"# agent_status_intervals {args.agents} agents × {args.days} days ({start}..{end}), "
               f"{len(windows)} requests, {args.reps} repetition(s)", flush=True)
+        warm = common.timed(lambda: sum(1 for _ in floor.pages(sim.cc_url, windows, lambda records: None)))[0]
+        print(f"# simulator warmed in {warm:.1f} s (untimed): every answer is computed once before any "
+              f"contender runs, so none pays the generation and the first contender is not penalised", flush=True)
         measured = measure(args, sim, windows, start, end)
     runs = measured["runs"]
     rows = next((r[0]["rows"] for n, by in runs.items() for r in by.values() if "rows" in r[0]), 0)
