@@ -24,7 +24,7 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
     if start and end and end < start:
         raise ValueError(f"--end {end} is before --start {start}")
     wait_for_api = config.prefect_api_in_background()
-    from flows.sync import sync   # imports for seconds, while the API starts
+    from flows.sync import sync, sync_stream   # imports for seconds, while the API starts
 
     if wait_for_api is not None:
         wait_for_api()
@@ -41,7 +41,11 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
     progress.subscribe(listener)
     try:
         with bars:
-            results = sync(streams, start, end, force, dry_run, dask_address)
+            if len(streams) == 1 and streams[0] in catalog.STREAMS and not dask_address:
+                # one stream is one flow run: a parent flow around it would cost a second flow start
+                results = [sync_stream(streams[0], start, end, force, dry_run)]
+            else:
+                results = sync(streams, start, end, force, dry_run, dask_address)
     finally:
         progress.unsubscribe(listener)
     print_runs(console, results)
