@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import typer
@@ -30,11 +30,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from blocks import (BLOCK_NAMES, Connections, ContactCenterConnection, LakeLocation, OneCConnection,
-                    WarehouseConnection, load_settings)
 from connectors.errors import SourceError, SourceUnavailable
 from connectors.http import RetryPolicy
 from connectors.settings import CONTACT_CENTER, ONEC
+
+if TYPE_CHECKING:   # the blocks import Prefect: only `wfm check` itself should pay for that
+    from blocks import Connections, ContactCenterConnection, LakeLocation, OneCConnection, WarehouseConnection
 
 WAREHOUSE = "warehouse"
 LAKE = "lake"
@@ -58,6 +59,8 @@ class CheckResult:
 def run_checks(connections: Connections | None = None, *, timeout: float = 10.0,
                database: bool = False) -> list[CheckResult]:
     """Check every system, in a fixed order; `database` starts the embedded PostgreSQL if need be."""
+    from blocks import load_settings
+
     connections = load_settings() if connections is None else connections
     today = dt.date.today().isoformat()
     results = [
@@ -119,6 +122,7 @@ def check_lake(lake: LakeLocation | None) -> CheckResult:
     """Write and remove a probe file under the lake's root (the default lake when none is configured)."""
     suffix = ""
     if lake is None:
+        from blocks import LakeLocation
         from wfm.config import lake_path
 
         lake, suffix = LakeLocation(path=lake_path()), " (default)"
@@ -173,6 +177,8 @@ def check_command(
     console = Console()
     if not console.is_terminal:
         console.width = max(console.width, 160)   # one line per row in logs and pipes
+    from blocks import load_settings
+
     try:
         connections = load_settings()
     except ValueError as exc:   # a malformed WFM_* value; blocks never echo the rejected value
@@ -246,6 +252,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _hint(attribute: str, variable: str) -> str:
+    from blocks import BLOCK_NAMES
+
     return f"not configured (set {variable} or save block {BLOCK_NAMES[attribute][1]!r})"
 
 
