@@ -23,6 +23,7 @@ File imports are not judged here: a file's columns have their own contract (`con
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -103,9 +104,16 @@ def with_extra(stream: Stream, parsed: Parsed) -> pa.Table:
         return table
     collected = len(parsed.extra) == table.num_rows
     values = [_own(stream, v) for v in parsed.extra] if collected else [None] * table.num_rows
-    column = pa.array([None if v is None else orjson.dumps(v, option=orjson.OPT_SORT_KEYS, default=str).decode()
-                       for v in values], pa.string())
+    column = pa.array([None if v is None else _json(v) for v in values], pa.string())
     return table.append_column(EXTRA, column)
+
+
+def _json(value: object) -> str:
+    """Keys sorted; a value nested deeper than orjson goes (254 levels) takes the standard library."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
+    except TypeError:
+        return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
 
 
 @functools.cache
@@ -181,5 +189,5 @@ def _artifact_row(row: dict) -> str:
 
 
 def _show(value: object) -> str:
-    text = orjson.dumps(value, default=str).decode()
+    text = _json(value)
     return text if len(text) <= 80 else text[:77] + "..."
