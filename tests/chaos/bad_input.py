@@ -101,10 +101,11 @@ def _judge(db: str, baseline: set[tuple], answer: list, where: str, agent, repor
     if report.status == "held":
         return [] if report.message and "\n" not in report.message else ["held without a one-line reason"]
     index = next(i for i, a in enumerate(answer) if len(a.get("states") or []) > 1)
-    original = answer[index]["states"][1]
-    spared = {k for k in baseline if where == "status" and not (k[0] == str(agent) and k[3:4] and
-                                                                 original["startDate"][:19] in k[3])}
-    spared = spared if where == "status" else {k for k in baseline if k[0] != str(agent)}
+    original = _loose((str(agent), answer[index]["states"][1]["startDate"]))
+    if where == "status":
+        spared = {k for k in baseline if (_loose(k)[0], _loose(k)[3]) != original}
+    else:
+        spared = {k for k in baseline if k[0] != str(agent)}
     with psycopg.connect(db) as conn:
         landed = {tuple(str(v) for v in r) for r in conn.execute(
             f"SELECT {', '.join(STREAM.key)} FROM wfm.{STREAM.name}")}

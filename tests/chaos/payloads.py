@@ -94,11 +94,12 @@ def damaged(answer: list[dict], where: str, damage: Damage) -> tuple[list, str |
     answer = copy.deepcopy(answer)
     index = next(i for i, a in enumerate(answer) if len(a.get("states") or []) > 1)
     agent = answer[index]
+    agent_id = agent.get("agentId")
     if where == "agent":
         answer[index] = damage(agent)
     else:
         agent["states"][1] = damage(agent["states"][1])
-    return answer, agent.get("agentId") if isinstance(agent, dict) else None
+    return answer, agent_id
 
 
 def parse(stream: Stream, window: Window, answer: Any):
