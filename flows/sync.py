@@ -99,7 +99,7 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
             ledger.mark_skipped(conn, run_id, skipped)
             todo = [w for w in todo if w not in skipped]
     plan = RunPlan(run_id, declared, settings.source(declared.system), settings.database_url, mode,
-                   period_end, now, threshold, dry_run)
+                   period_end, now, threshold, dry_run, force)
     logger.info("%s: %s %s..%s, %d windows", stream, mode, period_start, period_end, len(todo))
     progress.emit("start", stream, len(todo))
     futures = [sync_window.submit(plan, window) for window in todo]

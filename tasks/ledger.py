@@ -63,6 +63,12 @@ DO $$ BEGIN  -- an older quarantine table; ALTER only when needed: it locks the 
       ADD COLUMN resolution text;
   END IF;
 END $$;
+DO $$ BEGIN  -- an older ledger: the content hash of a landed window (see `last_content_hash`)
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{META}'
+                 AND table_name = 'sync_windows' AND column_name = 'content_hash') THEN
+    ALTER TABLE {META}.sync_windows ADD COLUMN content_hash text;
+  END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS {META}.check_results (
   id bigserial PRIMARY KEY, run_id uuid NOT NULL, check_name text NOT NULL, severity text NOT NULL,
   table_name text NOT NULL, partition text NOT NULL, success boolean NOT NULL,
@@ -128,13 +134,22 @@ def mark_skipped(conn: psycopg.Connection, run_id: uuid.UUID, windows: Iterable[
 
 
 def record_window(conn: psycopg.Connection, run_id: uuid.UUID, window: Window, status: str,
-                  counts: dict[str, int], error: str | None = None) -> None:
+                  counts: dict[str, int], error: str | None = None, content_hash: str | None = None) -> None:
     """Window outcome; call inside the window's landing transaction."""
     conn.execute(f"""UPDATE {META}.sync_windows SET status = %s, error = %s, landed_at = now(),
                      rows_fetched = %s, duplicates_removed = %s, rows_inserted = %s, rows_updated = %s,
-                     rows_unchanged = %s, rows_quarantined = %s, api_calls = %s, retries = %s, throttled = %s
-                     WHERE run_id = %s AND window_start = %s AND ids_hash = %s""",
-                 (status, error, *(counts.get(k, 0) for k in WINDOW_COUNTS), run_id, window.start, ids_hash(window)))
+                     rows_unchanged = %s, rows_quarantined = %s, api_calls = %s, retries = %s, throttled = %s,
+                     content_hash = %s WHERE run_id = %s AND window_start = %s AND ids_hash = %s""",
+                 (status, error, *(counts.get(k, 0) for k in WINDOW_COUNTS), content_hash, run_id, window.start,
+                  ids_hash(window)))
+
+
+def last_content_hash(conn: psycopg.Connection, stream: str, window: Window) -> str | None:
+    """The content hash of the latest landing of a window with this start and id set, if any."""
+    row = conn.execute(f"""SELECT content_hash FROM {META}.sync_windows WHERE stream = %s AND status = 'landed'
+                           AND window_start = %s AND ids_hash = %s ORDER BY landed_at DESC LIMIT 1""",
+                       (stream, window.start, ids_hash(window))).fetchone()
+    return row[0] if row else None
 
 
 WINDOW_COUNTS = ("rows_fetched", "duplicates_removed", "rows_inserted", "rows_updated", "rows_unchanged",
