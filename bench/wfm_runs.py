@@ -87,9 +87,15 @@ def cli_sync(env: dict[str, str]) -> float:
     return seconds
 
 
-def incremental(env: dict[str, str], workdir: str) -> dict:
-    """Two incremental CLI runs after a backfill: the first sets the watermark, the second has nothing new."""
+def incremental(env: dict[str, str], workdir: str, api_url: str | None = None) -> dict:
+    """Two incremental CLI runs after a backfill: the first sets the watermark, the second has nothing new.
+
+    Without `api_url` the CLI starts its own local Prefect API (a user with no server); with it,
+    the CLI talks to that running server (what deployments and a configured shell have).
+    """
     cli_env = cli_environment(env, os.path.join(workdir, "prefect-home"))
+    if api_url:
+        cli_env["PREFECT_API_URL"] = api_url
     setup = cli_sync(cli_env)
     return {"seconds": cli_sync(cli_env), "setup": setup}
 
