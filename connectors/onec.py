@@ -15,7 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 from .http import SourceClient
-from .records import Field, to_bool
+from .converters import to_bool
+from .records import Field
 from .streams import Request, Stream, Window, iso
 
 SYSTEM = "1C:ZUP"

@@ -1,0 +1,76 @@
+"""Converters from a source's JSON values to typed Python values, one per field type.
+
+`records.to_arrow` converts a column in one vectorised Arrow step and falls back to these, value
+by value, only to find the values that do not fit: each raises TypeError or ValueError with a
+reason that becomes the rejected row's message. They accept what real installations send: 1C's
+numbers as strings with a decimal comma, `true` as a string.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+
+def to_text(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return str(value)
+
+
+def to_timestamp(value: Any) -> dt.datetime:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO-8601 string, got {type(value).__name__}")
+    parsed = dt.datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp has no zone")
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def to_date(value: Any) -> dt.date:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a YYYY-MM-DD string, got {type(value).__name__}")
+    return dt.date.fromisoformat(value[:10])
+
+
+def to_number(value: Any) -> float:
+    """A number, or a string holding one — 1C sends "12600000" and "0,5"."""
+    if isinstance(value, bool):
+        raise TypeError("expected a number, got a boolean")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return float(value.strip().replace("\u00a0", "").replace(" ", "").replace(",", "."))
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def to_int(value: Any) -> int:
+    number = to_number(value)
+    if number != int(number):
+        raise ValueError("expected a whole number")
+    return int(number)
+
+
+def to_bool(value: Any) -> bool:
+    """1C sends `result` as true or as "true"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError("expected true or false")
+
+
+def to_text_list(value: Any) -> list[str]:
+    if not isinstance(value, list):
+        raise TypeError("expected a list")
+    return [to_text(v) for v in value]
+
+
+CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "text": to_text, "timestamp": to_timestamp, "date": to_date, "int": to_int,
+    "float": to_number, "bool": to_bool, "json": lambda v: orjson.dumps(v).decode(),
+    "text_list": to_text_list,
+}
