@@ -19,8 +19,11 @@ from tasks.sync import RunPlan, sync_window
 
 
 def land(stream_name: str, first: dt.date | None = None, last: dt.date | None = None,
-         threshold: float | None = None) -> set[str]:
-    """Land a backfill of `first`..`last` (or the stream's snapshot period); returns the partitions."""
+         threshold: float | None = None, mode: str | None = None, force: bool = False) -> set[str]:
+    """Land a backfill of `first`..`last` (or the stream's snapshot period); returns the partitions.
+
+    `mode` lands the same windows as that kind of run would (e.g. "incremental", which re-reads).
+    """
     settings = resolve_settings()
     stream = catalog.STREAMS[stream_name]
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -30,10 +33,11 @@ def land(stream_name: str, first: dt.date | None = None, last: dt.date | None = 
         warehouse.ensure_table(conn, stream)
         if stream.ids == "employees":
             warehouse.ensure_table(conn, catalog.STREAMS["employees"])
-        mode, start, end = plan_period(stream, None, now, first, last)
+        planned, start, end = plan_period(stream, None, now, first, last)
         todo = request_windows(stream, settings, conn, start, end)
-        ledger.start_run(conn, run_id, stream_name, mode, start, end, todo, now)
-    plan = RunPlan(run_id, stream, settings.source(stream.system), settings.database_url, mode, end, now, threshold)
+        ledger.start_run(conn, run_id, stream_name, mode or planned, start, end, todo, now)
+    plan = RunPlan(run_id, stream, settings.source(stream.system), settings.database_url, mode or planned, end, now,
+                   threshold, force=force)
     partitions: set[str] = set()
     for window in todo:
         partitions |= sync_window.fn(plan, window).partitions
