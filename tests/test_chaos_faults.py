@@ -10,6 +10,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
 def test_a_backfill_through_a_fault_storm_equals_a_fault_free_one(postgres_server):
-    outcome = source_faults(postgres_server, days=2)
+    outcome = source_faults(postgres_server, days=2,
+                            streams=("service_group_intervals", "agent_status_intervals", "employees"))
     outcome.check()
-    assert outcome.tried >= 20, outcome      # the storm was a storm
+    assert outcome.tried >= 8, outcome       # the storm was a storm
