@@ -105,6 +105,7 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
     futures = [sync_window.submit(plan, window) for window in todo]
     problems = []
     landed: set[str] = set()
+    inserted = 0
     for future in futures:
         future.wait()
         state = future.state
@@ -112,11 +113,15 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
         if state.is_completed():
             report = future.result()
             landed |= report.partitions
+            inserted += report.counts.get("rows_inserted", 0)
             if report.status == "held":
                 problems.append(report.message)
         else:
             problems.append(_one_line(state))
     held = None
+    if inserted >= warehouse.ANALYZE_AFTER_ROWS:   # the checks and readers that follow plan with fresh statistics
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            warehouse.analyze(conn, declared)
     if not dry_run:   # reconciliation first: a partition it holds back is not published
         try:
             checks = reconcile_landed(settings.database_url, settings.lake_path, run_id, {stream: landed},

@@ -26,6 +26,7 @@ from connectors.streams import Stream
 
 SCHEMA = "wfm"
 LINEAGE = ("_run_id", "_extracted_at")
+ANALYZE_AFTER_ROWS = 50_000   # a run inserting this many rows refreshes the table's planner statistics
 PG_TYPES = {"text": "text", "timestamp": "timestamptz", "date": "date", "int": "bigint",
             "float": "double precision", "bool": "boolean", "json": "jsonb", "text_list": "text[]"}
 
@@ -74,6 +75,12 @@ def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
             # only when missing: ALTER TABLE takes an exclusive lock even with IF NOT EXISTS
             conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} jsonb").format(
                 table_ident(stream), sql.Identifier(EXTRA)))
+
+
+def analyze(conn: psycopg.Connection, stream: Stream) -> None:
+    """Refresh the planner statistics of a stream's table (autovacuum gets there later, not right
+    after a backfill, and the reconciliation queries that follow would plan for an empty table)."""
+    conn.execute(sql.SQL("ANALYZE {}").format(table_ident(stream)))
 
 
 def deduplicate(table: pa.Table, key: tuple[str, ...]) -> pa.Table:
