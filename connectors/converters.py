@@ -18,7 +18,10 @@ import orjson
 def to_text(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise TypeError(f"expected a string, got {type(value).__name__}")
-    return str(value)
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("a NUL character (PostgreSQL text cannot hold it)")
+    return text
 
 
 def to_timestamp(value: Any) -> dt.datetime:
@@ -47,11 +50,21 @@ def to_number(value: Any) -> float:
     raise TypeError(f"expected a number, got {type(value).__name__}")
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
 def to_int(value: Any) -> int:
-    number = to_number(value)
-    if number != int(number):
-        raise ValueError("expected a whole number")
-    return int(number)
+    """A whole number within int64; an int stays exact (a float holds only 53 bits)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        real = to_number(value)
+        if real != int(real):
+            raise ValueError("expected a whole number")
+        number = int(real)
+    if not INT64[0] <= number <= INT64[1]:
+        raise ValueError("outside the 64-bit integer range")
+    return number
 
 
 def to_bool(value: Any) -> bool:

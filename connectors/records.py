@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .converters import CONVERTERS
 
@@ -310,8 +311,13 @@ def _fast(values: list[Any], kind: str, target: pa.DataType) -> pa.Array:
     if kind == "json":
         return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], target)
     types = set(map(type, values))     # one C-level pass; the checks below read this small set
-    if kind == "text" and not types <= {str, NONE}:
-        raise TypeError("not all strings")
+    if kind == "text":
+        if not types <= {str, NONE}:
+            raise TypeError("not all strings")
+        array = pa.array(values, target)
+        if pc.any(pc.match_substring(array, "\x00")).as_py():
+            raise ValueError("a NUL character")   # to_text names the rows
+        return array
     if kind in ("int", "float", "bool"):
         if str in types or (kind != "bool" and bool in types):
             raise TypeError("strings or booleans among numbers")

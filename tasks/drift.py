@@ -35,6 +35,8 @@ import pyarrow as pa
 from connectors.records import EXTRA, Parsed, Reject
 from connectors.streams import Stream
 
+from .warehouse import jsonb_safe
+
 __all__ = ["Drift", "DriftReport", "inspect", "quarantined", "record", "seen_by", "surface", "with_extra"]
 
 NEW, MISSING, TYPE_CHANGED = "new", "missing", "type_changed"
@@ -111,9 +113,10 @@ def with_extra(stream: Stream, parsed: Parsed) -> pa.Table:
 def _json(value: object) -> str:
     """Keys sorted; a value nested deeper than orjson goes (254 levels) takes the standard library."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
+        text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS, default=str).decode()
     except TypeError:
-        return json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+        text = json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+    return jsonb_safe(text)
 
 
 @functools.cache

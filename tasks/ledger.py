@@ -22,6 +22,8 @@ import psycopg
 from connectors.records import Reject
 from connectors.streams import Window
 
+from .warehouse import jsonb_safe
+
 META = "wfm_meta"
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META};
@@ -175,9 +177,9 @@ def quarantine(conn: psycopg.Connection, stream: str, run_id: uuid.UUID, window:
         return 0
     rows = []
     for reject in rejects:
-        body = orjson.dumps(reject.record, option=orjson.OPT_SORT_KEYS, default=str)
-        digest = hashlib.sha1(body).hexdigest()
-        rows.append((stream, run_id, window.start, window.end, reject.reason, reject.field, body.decode(), digest))
+        body = jsonb_safe(orjson.dumps(reject.record, option=orjson.OPT_SORT_KEYS, default=str).decode())
+        digest = hashlib.sha1(body.encode()).hexdigest()
+        rows.append((stream, run_id, window.start, window.end, reject.reason, reject.field, body, digest))
     with conn.cursor() as cur:
         cur.executemany(f"""INSERT INTO {META}.quarantine (stream, run_id, window_start, window_end, reason,
                             field, record, record_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)

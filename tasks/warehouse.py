@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -75,6 +76,15 @@ def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
             # only when missing: ALTER TABLE takes an exclusive lock even with IF NOT EXISTS
             conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} jsonb").format(
                 table_ident(stream), sql.Identifier(EXTRA)))
+
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def jsonb_safe(text: str) -> str:
+    r"""JSON text that jsonb accepts: jsonb refuses the escape \u0000 (NUL), so it becomes \\u0000,
+    an escaped backslash and "u0000": the value is kept, readably."""
+    return _NUL_ESCAPE.sub(r"\1\\\\u0000", text) if "\\u0000" in text else text
 
 
 def analyze(conn: psycopg.Connection, stream: Stream) -> None:

@@ -279,6 +279,22 @@ def test_connector_parses_typed_values_and_keeps_rejects():
     assert "field startDate" in reasons[1] and "'yesterday'" in reasons[1]
 
 
+def test_a_nul_character_or_an_integer_past_int64_rejects_its_row_only():
+    from connectors.records import Field, flatten, to_arrow
+
+    fields = (Field("agent_id", "agentId"), Field("state_name", "stateName", required=False),
+              Field("duration_ms", "duration", "int"))
+    payload = [{"agentId": "1", "stateName": "ok", "duration": 2**62 + 1},
+               {"agentId": "2", "stateName": "a\x00b", "duration": 1},
+               {"agentId": "3", "stateName": "ok", "duration": 2**63}]
+    columns, records, rejects = flatten(payload, fields)
+    parsed = to_arrow(columns, records, fields, rejects)
+    assert parsed.table.to_pylist() == [{"agent_id": "1", "state_name": "ok", "duration_ms": 2**62 + 1}]  # exact
+    reasons = sorted(r.reason for r in parsed.rejects)
+    assert "field duration: outside the 64-bit integer range" in reasons[0]
+    assert "field stateName: a NUL character" in reasons[1]
+
+
 def test_transport_level_errors_are_not_leaking_httpx_types(simulator):
     simulator.set_faults("drop=1.0")
     with cc_settings(simulator, retry=RetryPolicy(attempts=2, initial_wait=0.01, jitter=0.0)).client() as client:
