@@ -21,6 +21,10 @@ def to_text(value: Any) -> str:
     text = str(value)
     if "\x00" in text:
         raise ValueError("a NUL character (PostgreSQL text cannot hold it)")
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode (a lone surrogate)") from None
     return text
 
 

@@ -12,6 +12,7 @@ Responses are classified once, in `_classify`:
 from __future__ import annotations
 
 import email.utils
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -144,7 +145,7 @@ class SourceClient:
             try:
                 return orjson.loads(response.content) if response.content.strip() else None
             except orjson.JSONDecodeError:
-                raise RetriableError(f"HTTP {status} with a truncated or invalid JSON body", status=status) from None
+                return _stdlib_json(response.content, status)
         if status == 404 and self.not_found_is_empty:
             return None
         if status in (401, 403):
@@ -153,6 +154,16 @@ class SourceClient:
             raise RetriableError(f"HTTP {status}{_server_message(response)}", status=status,
                                  retry_after=_retry_after(response))
         raise SourceRejected(self.system, endpoint, status, _server_message(response).lstrip(": ") or "no message")
+
+
+def _stdlib_json(body: bytes, status: int) -> Any:
+    """What orjson refuses but is JSON all the same (an integer past 64 bits, NaN, a lone
+    surrogate) is read by the standard library, for the parser to reject per value; a body
+    neither reads was cut short or damaged on the way, and is worth another attempt."""
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise RetriableError(f"HTTP {status} with a truncated or invalid JSON body", status=status) from None
 
 
 def _wait_with_retry_after(policy: RetryPolicy):

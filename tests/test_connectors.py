@@ -295,6 +295,25 @@ def test_a_nul_character_or_an_integer_past_int64_rejects_its_row_only():
     assert "field stateName: a NUL character" in reasons[1]
 
 
+def test_json_orjson_refuses_is_read_once_not_retried_and_bad_values_reject_their_rows():
+    """An integer past 64 bits or a lone surrogate is valid JSON: one call, the record rejected."""
+    from connectors.http import CallStats, SourceClient
+
+    body = ('[{"agentId": "1", "logins": [{"loginDate": "2026-11-09T08:00:00Z", "logoutDate": "2026-11-09T09:00:00Z",'
+            ' "duration": 3600000}, {"loginDate": "2026-11-09T10:00:00Z", "logoutDate": "2026-11-09T11:00:00Z",'
+            ' "duration": 99999999999999999999999}]}, {"agentId": "\\ud800", "logins": [{"loginDate":'
+            ' "2026-11-09T08:00:00Z", "logoutDate": "2026-11-09T09:00:00Z", "duration": 1}]}]').encode()
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    stats = CallStats()
+    with SourceClient(cc.SYSTEM, "http://source.invalid/cc", transport=transport) as client:
+        parsed = streams.fetch(client, cc.AGENT_LOGINS, streams.Window(DAY1, DAY1 + dt.timedelta(days=1), ("1",)),
+                               stats)
+    assert stats.snapshot()["calls"] == 1 and stats.snapshot()["retries"] == 0
+    assert parsed.table.column("duration_ms").to_pylist() == [3600000]
+    reasons = sorted(r.reason for r in parsed.rejects)
+    assert len(reasons) == 2 and "lone surrogate" in reasons[0] and "outside the 64-bit integer range" in reasons[1]
+
+
 def test_transport_level_errors_are_not_leaking_httpx_types(simulator):
     simulator.set_faults("drop=1.0")
     with cc_settings(simulator, retry=RetryPolicy(attempts=2, initial_wait=0.01, jitter=0.0)).client() as client:
