@@ -37,3 +37,18 @@ class SimulatedSystem(Protocol):
     """A source system behind the simulator's HTTP server. `path` is relative to its base URL."""
 
     def handle(self, method: str, path: str, query: dict[str, str], body: bytes) -> SimResponse: ...
+
+
+class SimulationClock:
+    """"Now" inside the simulation: real UTC time until set."""
+
+    def __init__(self) -> None:
+        self._now: dt.datetime | None = None
+
+    def __call__(self) -> dt.datetime:
+        return self._now or utc_now()
+
+    def set(self, moment: dt.datetime | None) -> None:
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError("the simulation clock needs an aware datetime")
+        self._now = moment.astimezone(dt.timezone.utc) if moment else None

@@ -31,7 +31,7 @@ import orjson
 
 from .admin import admin_response
 from .auth import AuthConfig, Authenticator
-from .base import SimResponse, SimulatedSystem, utc_now
+from .base import SimResponse, SimulatedSystem, SimulationClock
 from .contact_center import ContactCenterSystem
 from .corrupt import corrupt_body
 from .breaks import Breaks
@@ -61,21 +61,6 @@ class ServerConfig:
     onec_auth: AuthConfig = field(default_factory=lambda: AuthConfig("basic", username="wfm", password="wfm"))
     onec_variants: frozenset[str] = frozenset()
     cc_variants: frozenset[str] = frozenset()       # e.g. {"single_name"}
-
-
-class SimulationClock:
-    """"Now" inside the simulation: real UTC time until set."""
-
-    def __init__(self) -> None:
-        self._now: dt.datetime | None = None
-
-    def __call__(self) -> dt.datetime:
-        return self._now or utc_now()
-
-    def set(self, moment: dt.datetime | None) -> None:
-        if moment is not None and moment.tzinfo is None:
-            raise ValueError("the simulation clock needs an aware datetime")
-        self._now = moment.astimezone(dt.timezone.utc) if moment else None
 
 
 class Simulation:
@@ -239,14 +224,10 @@ class _Handler(BaseHTTPRequestHandler):
                       body: bytes) -> None:
         sim = self.server.simulation
         fault = sim.faults.decide(system, relative)
-        if fault.kind == "drop":
-            sim.record(self.command, path, query, None, "drop")
+        if fault.kind in ("drop", "reset"):
+            sim.record(self.command, path, query, None, fault.kind)
             self.close_connection = True
-            return _hang_up(self.connection)
-        if fault.kind == "reset":
-            sim.record(self.command, path, query, None, "reset")
-            self.close_connection = True
-            return self._reset()
+            return _hang_up(self.connection) if fault.kind == "drop" else self._reset()
         if fault.kind == "timeout":
             sim.stopping.wait(sim.faults.spec.slow_seconds)
         response = sim.faults.error_response(system, fault) or sim.auth[system].check(self.headers)
