@@ -89,12 +89,7 @@ def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iter
     dropped (a `Reject`) when a required field is absent or null in it — the first such field
     in declaration order (parent fields first) is the one named.
     """
-    items = root(payload) if root else payload
-    if items is None:
-        items = []
-    if not isinstance(items, list):
-        raise ValueError(f"expected a JSON array, got {type(items).__name__}")
-    rows = _Rows(items, explode)
+    rows = _Rows(items_of(payload, root), explode)
     seen: set[str] = set()          # keys the callable sources read
     parent_fields = [f for f in fields if f.parent] if explode else []
     own_fields = [f for f in fields if not f.parent] if explode else list(fields)
@@ -115,6 +110,16 @@ def flatten(payload: Any, fields: Sequence[Field], *, root: Callable[[Any], Iter
         if reject.field is not None:      # not for a non-object, which has no keys of its own
             reject.extra = _undeclared(reject.record, known)
     return columns, records, rejects
+
+
+def items_of(payload: Any, root: Callable[[Any], Any] | None = None) -> list[Any]:
+    """The records of one answer: the payload itself, or where `root` says they sit (none: [])."""
+    items = root(payload) if root else payload
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ValueError(f"expected a JSON array, got {type(items).__name__}")
+    return items
 
 
 class _Rows:

@@ -27,7 +27,7 @@ import pyarrow as pa
 
 from .errors import InvalidPayload
 from .http import CallStats, SourceClient
-from .records import Field, Parsed, flatten, to_arrow
+from .records import Field, Parsed, flatten, items_of, to_arrow
 
 UTC = dt.timezone.utc
 MAX_IDS = 100                # the contract's practical limit of ids per request
@@ -104,7 +104,7 @@ def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats
         payload = client.request_json(req.method, req.path, params=req.params, json=req.json, label=where,
                                       stats=stats)
         try:
-            items += _items(stream, payload)
+            items += items_of(payload, stream.root)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise InvalidPayload(client.system, where, str(exc)) from None
     try:
@@ -115,16 +115,6 @@ def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats
     if stream.derive is not None:
         parsed.table = stream.derive(parsed.table, window)
     return parsed
-
-
-def _items(stream: Stream, payload: Any) -> list[Any]:
-    """The records of one answer: the payload, or where the stream's `root` says they sit."""
-    items = stream.root(payload) if stream.root else payload
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise ValueError(f"expected a JSON array, got {type(items).__name__}")
-    return items
 
 
 def fetch_all(client: SourceClient, stream: Stream, windows: Iterable[Window],
