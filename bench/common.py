@@ -90,7 +90,7 @@ def simulator(agents: int, days: int, start: dt.date = DEFAULT_START, mode: str 
 
 def throwaway_database(server_url: str):
     """A fresh database `wfm_bench_<random>` on the server of `server_url`, dropped afterwards."""
-    from wfm.config import scratch_database
+    from engine.database import scratch_database
 
     return scratch_database(server_url, prefix="wfm_bench")
 

@@ -3,7 +3,7 @@
     extract  httpx + orjson, 4 requests in flight (like the flow's task runner), rows as tuples;
     load     `COPY` (psycopg `write_row`) into a temporary staging table, then one
              `INSERT ... ON CONFLICT DO NOTHING` into a table identical to wfm's (same columns,
-             types and primary key, built from `tasks.warehouse.columns`);
+             types and primary key, built from `engine.landing.warehouse.columns`);
     lake     typed Arrow columns and one `pyarrow.dataset.write_dataset`, partitioned by the UTC
              date of `started_at`, with big row groups.
 
@@ -19,6 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import common
 import httpx
 import orjson
 import psycopg
@@ -27,10 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from psycopg import sql
 
-import common
 from connectors import contact_center as cc
 from connectors import streams
-from tasks.warehouse import columns
+from engine.landing.warehouse import columns
 
 STREAM = cc.AGENT_STATUS_INTERVALS
 SCHEMA = "floor"

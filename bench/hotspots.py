@@ -21,16 +21,16 @@ OURS = re.compile(r"\((?:.*/)?(?:connectors|tasks|flows|wfm|blocks)/[^/]*\.py")
 FRAME = re.compile(r"^(?P<fn>.+?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 # (stage, function, file suffix) — checked in this order; the first one on the stack wins
 STAGES = (
-    ("lake publication", "publish_lake", "tasks/sync.py"),
+    ("lake publication", "publish_lake", "engine/landing/window.py"),
     ("HTTP fetch (connector)", "request_json", "connectors/http.py"),
     ("parse: flatten", "flatten", "connectors/records.py"),
     ("parse: to_arrow", "to_arrow", "connectors/records.py"),
-    ("GX validation", "validate", "tasks/quality.py"),
-    ("deduplicate", "deduplicate", "tasks/warehouse.py"),
-    ("upsert: COPY to staging", "_copy", "tasks/warehouse.py"),
-    ("upsert: INSERT ON CONFLICT", "upsert", "tasks/warehouse.py"),
-    ("ledger/lineage writes", "_land", "tasks/sync.py"),
-    ("other work in sync_window", "sync_window", "tasks/sync.py"),
+    ("GX validation", "validate", "engine/quality/gate.py"),
+    ("deduplicate", "deduplicate", "engine/landing/warehouse.py"),
+    ("upsert: COPY to staging", "_copy", "engine/landing/warehouse.py"),
+    ("upsert: INSERT ON CONFLICT", "upsert", "engine/landing/warehouse.py"),
+    ("ledger/lineage writes", "_land", "engine/landing/window.py"),
+    ("other work in sync_window", "sync_window", "engine/landing/window.py"),
     ("flow body (planning, ledger)", "sync_stream", "flows/sync.py"),
 )
 

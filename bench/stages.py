@@ -1,6 +1,6 @@
 """Wall time per pipeline stage of a sync run, summed over the task runner's threads.
 
-`instrument()` wraps the functions `tasks.sync` calls (fetch, validate, deduplicate, upsert,
+`instrument()` wraps the functions `engine.landing.window` calls (fetch, validate, deduplicate, upsert,
 the landing transaction, lake publication) and GX's lock, in this process only; nothing on
 disk changes. Sums are thread-seconds: with 4 workers they can add up to 4× the wall time.
 """
@@ -66,7 +66,9 @@ class _TimedLock:
 
 
 def instrument() -> None:
-    from tasks import lake, quality, sync, warehouse
+    from engine.landing import lake, warehouse
+    from engine.landing import window as sync
+    from engine.quality import gate as quality
 
     sync.fetch = _timed("fetch + parse (connector)", sync.fetch)
     quality.validate = _timed("validate (incl. lock wait, pandas)", quality.validate)

@@ -48,10 +48,10 @@ def backfill(env: dict[str, str], start: dt.date, end: dt.date, rerun: bool = Tr
     """The child-process body: the first backfill and (optionally) the forced rerun, with peak RSS after each."""
     os.environ.update(env)
     os.environ.pop("WFM_USE_BLOCKS", None)
+    import stages as stage_timer
     from prefect.testing.utilities import prefect_test_harness
 
-    import stages as stage_timer
-    from tasks.sync import close_clients
+    from engine.landing.window import close_clients
 
     if stages:
         stage_timer.instrument()

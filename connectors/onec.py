@@ -14,8 +14,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .http import SourceClient
 from .converters import to_bool
+from .http import SourceClient
 from .records import Field
 from .streams import Request, Stream, Window, iso
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
+from engine.paths import PROJECT_ROOT
 from flows.sync import FAMILY_FLOWS
-from wfm.config import PROJECT_ROOT
 
 TIMEZONE = "Europe/Moscow"
 WORK_POOL = "wfm-process"

@@ -22,11 +22,11 @@ from prefect.context import get_run_context
 from prefect.utilities.annotations import quote
 
 from connectors import files
-from tasks import progress
-from tasks.export import ExportSpec, export_table
-from tasks.files import (FileSpec, chunk_window, finish_import, land_chunk, open_spec, quarantined_examples,
-                         start_import, validate_file)
-from tasks.settings import resolve_settings
+from engine import progress
+from engine.bulk.export import ExportSpec
+from engine.bulk.files import FileSpec, chunk_window, finish_import, open_spec, quarantined_examples, start_import
+from engine.settings import resolve_settings
+from tasks.bulk import export_table, land_chunk, validate_file
 from tasks.sync import publish_lake
 
 FileFormat = Literal["auto", "csv", "parquet", "json", "ndjson"]

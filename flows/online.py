@@ -1,11 +1,7 @@
 """`sync_online`: the contact center's online picture in the warehouse within seconds, every minute.
 
-A thin flow over the same landing path as every other stream (`tasks.sync.land_batch`: quality
-gate, quarantine, upsert and ledger row in one transaction), without what a minute-by-minute
-snapshot does not need: no window planning, no personnel request (group ids are read from the
-landed `cc_groups`, falling back to `/personnel` when none are landed), both endpoints pulled
-at once. Each snapshot reports `pull_to_commit_ms`: from the moment its request is sent to the
-commit of its rows. The Parquet partition is rebuilt after the commit, outside that time.
+A thin flow: both online endpoints pulled at once, each landed by `tasks/online.py`
+(`engine/landing/snapshots.py`), with its pull→commit time logged against the 5 s target.
 
 It runs every minute as the `every-minute` deployment of `deployments/catalog.py`.
 """
@@ -13,73 +9,14 @@ It runs every minute as the `every-minute` deployment of `deployments/catalog.py
 from __future__ import annotations
 
 import datetime as dt
-import time
-import uuid
 
-import psycopg
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from connectors import contact_center as cc
-from connectors.http import CallStats
-from connectors.settings import CONTACT_CENTER, SourceSettings
-from connectors.streams import Window, fetch, id_batches
-from tasks import lake, ledger, warehouse
-from tasks.settings import resolve_settings
-from tasks.sync import RunPlan, client_for, land_batch
-
-UTC = dt.timezone.utc
-STREAMS = (cc.ONLINE_AGENT_STATUS, cc.ONLINE_GROUP_LOAD)
-TARGET_SECONDS = 5.0
-_prepared: set[str] = set()      # databases whose tables this process has already ensured
-
-
-def _prepare(database_url: str) -> None:
-    if database_url in _prepared:
-        return
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        ledger.ensure_meta(conn)
-        for stream in (*STREAMS, cc.CC_GROUPS):
-            warehouse.ensure_table(conn, stream)
-    _prepared.add(database_url)
-
-
-def _group_ids(database_url: str, source) -> tuple[str, ...]:
-    with psycopg.connect(database_url) as conn:
-        ids = [r[0] for r in conn.execute("SELECT group_id FROM wfm.cc_groups ORDER BY group_id")]
-    return tuple(ids or cc.personnel_ids(client_for(source))["groups"])
-
-
-@task(name="online-snapshot", cache_policy=NONE, task_run_name="{stream_name}")
-def land_snapshot(stream_name: str, source: SourceSettings, database_url: str, lake_path: str, now: dt.datetime,
-                  group_ids: tuple[str, ...] = ()) -> dict:
-    """Pull one online endpoint and land the snapshot; returns counts and `pull_to_commit_ms`."""
-    stream = next(s for s in STREAMS if s.name == stream_name)
-    windows = [Window(now, now, batch) for batch in id_batches(group_ids)] if stream.ids else [Window(now, now)]
-    run_id = uuid.uuid4()
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        ledger.start_run(conn, run_id, stream.name, "snapshot", now, now, windows, now)
-    plan = RunPlan(run_id, stream, source, database_url, "snapshot", now, now)
-    pulled = time.perf_counter()
-    reports = []
-    try:
-        for window in windows:
-            stats = CallStats()
-            parsed = fetch(client_for(plan.source), stream, window, stats)
-            reports.append(land_batch(plan, window, parsed, stats.snapshot()))
-    except Exception as exc:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            ledger.finish_run(conn, run_id, "failed", str(exc).splitlines()[0][:2000] if str(exc) else None)
-        raise
-    committed = time.perf_counter()
-    held = [r.message for r in reports if r.status != "landed"]
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        run = ledger.finish_run(conn, run_id, "failed" if held else "completed", "; ".join(held)[:2000] or None)
-        lake.publish(conn, stream, lake_path)
-    landed = sum(r.counts.get(k, 0) for r in reports for k in ("rows_inserted", "rows_updated", "rows_unchanged"))
-    return {"stream": stream.name, "status": run["status"], "rows": landed,
-            "pull_to_commit_ms": round((committed - pulled) * 1000, 1), "held": held}
+from connectors.settings import CONTACT_CENTER
+from engine.landing.snapshots import STREAMS, TARGET_SECONDS, UTC, group_ids_of, prepare
+from engine.settings import resolve_settings
+from tasks.online import land_snapshot
 
 
 @flow(name="sync-online", task_runner=ThreadPoolTaskRunner(max_workers=len(STREAMS)))
@@ -88,9 +25,9 @@ def sync_online() -> dict:
     logger = get_run_logger()
     settings = resolve_settings()
     source = settings.source(CONTACT_CENTER)
-    _prepare(settings.database_url)
+    prepare(settings.database_url)
     now = dt.datetime.now(UTC).replace(microsecond=0)
-    groups = _group_ids(settings.database_url, source)
+    groups = group_ids_of(settings.database_url, source)
     futures = [land_snapshot.submit(s.name, source, settings.database_url, settings.lake_path, now,
                                     groups if s.ids else ()) for s in STREAMS]
     results = {r["stream"]: r for r in (f.result() for f in futures)}

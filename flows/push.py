@@ -1,6 +1,6 @@
 """Push-back to 1C: planned schedules (sendSchedule) and confirmed deviations (sendFactWorkTime).
 
-Both go through the outbox (`tasks.outbox`): content is offered, rows are claimed
+Both go through the outbox (`engine.push.outbox`): content is offered, rows are claimed
 (pending → sending, committed) before the call and settled (→ sent | refused) after it.
 
 - Schedules are idempotent per employee-month in 1C, so a row left `sending` by a crash, or
@@ -27,11 +27,12 @@ from connectors.errors import AuthenticationFailed, SourceError, SourceRejected
 from connectors.http import SourceClient
 from connectors.settings import ONEC
 from connectors.streams import Window, fetch, id_batches
-from tasks import outbox, webhooks
-from tasks.deviations import CODES, build_deviations, confirmed
-from tasks.schedules import schedule_months
-from tasks.settings import resolve_settings
-from tasks.sync import client_for
+from engine.landing.window import client_for
+from engine.push import outbox, webhooks
+from engine.push.deviations import CODES, confirmed
+from engine.push.schedules import schedule_months
+from engine.settings import resolve_settings
+from tasks.derived import build_deviations
 
 UTC = dt.timezone.utc
 WHOLE_DAY_ABSENCES = ("ОТ", "ОД", "У", "Б", "Т", "ОВ", "НВ")

@@ -20,12 +20,16 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors.contact_center import personnel_ids
 from connectors.streams import Stream, Window, windows
-from tasks import catalog, drift, ledger, progress, warehouse, webhooks
+from engine import catalog, progress
+from engine.landing import drift, ledger, warehouse
+from engine.landing.limits import source_slot
+from engine.landing.window import RunPlan, client_for
+from engine.push import webhooks
+from engine.quality.reconcile import period_days
+from engine.settings import Settings, resolve_settings
+from tasks.checks import reconcile_landed
 from tasks.derived import build_agent_employee_map
-from tasks.limits import source_slot
-from tasks.reconcile import period_days, reconcile_landed
-from tasks.settings import Settings, resolve_settings
-from tasks.sync import RunPlan, client_for, publish_lake, sync_window
+from tasks.sync import publish_lake, sync_window
 
 UTC = dt.timezone.utc
 INITIAL_DAYS = 7   # how far back an incremental stream with no watermark starts

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from wfm import config
+from engine import database
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -46,13 +46,13 @@ def postgres_server() -> str:
     url = os.environ.get("WFM_TEST_DATABASE_URL")
     if url:
         return url
-    from wfm.config import embedded_database_url
+    from engine.database import embedded_database_url
 
     pgdata = Path(tempfile.mkdtemp(prefix="wfm-pg-")) / "pg"
     return embedded_database_url(pgdata)
 
 
-fresh_database = config.scratch_database   # a new, empty database for the duration of a block
+fresh_database = database.scratch_database   # a new, empty database for the duration of a block
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def _point_at(simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.
 @pytest.fixture
 def wfm_env(simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """WFM_* variables pointing at the simulator, a fresh database and a lake under tmp_path."""
-    from tasks.sync import close_clients
+    from engine.landing.window import close_clients
 
     _point_at(simulator, database_url, tmp_path, monkeypatch)
     yield simulator
@@ -130,7 +130,7 @@ def wfm_env(simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.Mo
 @pytest.fixture
 def live_env(live_simulator, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Like wfm_env, with the simulator's history ending now."""
-    from tasks.sync import close_clients
+    from engine.landing.window import close_clients
 
     _point_at(live_simulator, database_url, tmp_path, monkeypatch)
     yield live_simulator

@@ -12,10 +12,11 @@ import uuid
 
 import psycopg
 
+from engine import catalog
+from engine.landing import ledger, warehouse
+from engine.landing.window import RunPlan, sync_window
+from engine.settings import resolve_settings
 from flows.sync import plan_period, request_windows
-from tasks import catalog, ledger, warehouse
-from tasks.settings import resolve_settings
-from tasks.sync import RunPlan, sync_window
 
 
 def land(stream_name: str, first: dt.date | None = None, last: dt.date | None = None,
@@ -40,7 +41,7 @@ def land(stream_name: str, first: dt.date | None = None, last: dt.date | None = 
                    threshold, force=force)
     partitions: set[str] = set()
     for window in todo:
-        partitions |= sync_window.fn(plan, window).partitions
+        partitions |= sync_window(plan, window).partitions
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         ledger.finish_run(conn, run_id, "completed")
     return partitions

@@ -16,8 +16,14 @@ from prefect.utilities.dispatch import get_registry_for_type
 from prefect.utilities.importtools import to_qualified_name
 from pydantic import ValidationError
 
-from blocks import (BLOCK_NAMES, ContactCenterConnection, LakeLocation, OneCConnection,
-                    WarehouseConnection, load_settings)
+from blocks import (
+    BLOCK_NAMES,
+    ContactCenterConnection,
+    LakeLocation,
+    OneCConnection,
+    WarehouseConnection,
+    load_settings,
+)
 from connectors.auth import OAuth2ClientCredentials
 from connectors.settings import contact_center_from_env, onec_from_env
 

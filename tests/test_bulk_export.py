@@ -16,10 +16,9 @@ import pytest
 
 from connectors import contact_center as cc
 from connectors import onec
+from engine.bulk.export import ExportSpec, export_table, whole_records
+from engine.landing.lake import lake_schema
 from flows.bulk import bulk_import, export_data
-from tasks.export import ExportSpec, export_table, whole_records
-from tasks.lake import lake_schema
-
 
 from .test_cli import one_line_error, run
 
@@ -86,7 +85,7 @@ def test_lists_json_and_derived_columns_survive_a_csv_round_trip(database_url, s
     for stream, records in ((cc.CC_AGENTS, agents), (onec.TIMESHEET_SUMMARIES, sheets)):
         (tmp_path / f"{stream.name}.json").write_bytes(orjson.dumps(records))
         bulk_import(tmp_path / f"{stream.name}.json", stream.name)
-        export_table.fn(database_url, ExportSpec(stream.name, tmp_path / f"{stream.name}.csv", file_format="csv"))
+        export_table(database_url, ExportSpec(stream.name, tmp_path / f"{stream.name}.csv", file_format="csv"))
     monkeypatch.setenv("WFM_DATABASE_URL", second_database)
     for stream in (cc.CC_AGENTS, onec.TIMESHEET_SUMMARIES):
         run_ = bulk_import(tmp_path / f"{stream.name}.csv", stream.name)

@@ -223,9 +223,9 @@ def test_a_reachable_database_answers_select_1(database_url: str, tmp_path, monk
 @pytest.mark.slow
 def test_database_flag_checks_the_embedded_postgres(postgres_server: str, tmp_path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    # the session's server stands in for the embedded one, which wfm.config starts once per process
+    # the session's server stands in for the embedded one, which engine.database starts once per process
     started: list[str] = []
-    monkeypatch.setattr("wfm.config.embedded_database_url", lambda: started.append("yes") or postgres_server)
+    monkeypatch.setattr("engine.database.embedded_database_url", lambda: started.append("yes") or postgres_server)
     without_flag = by_system(run_checks(load_settings({})))["warehouse"]
     assert without_flag.status == "SKIPPED" and started == []
     with_flag = by_system(run_checks(load_settings({}), database=True))["warehouse"]

@@ -9,8 +9,8 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
+from engine import catalog
 from flows.sync import sync
-from tasks import catalog
 
 from .conftest import SIM_START
 

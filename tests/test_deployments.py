@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from prefect.server.schemas.schedules import CronSchedule as ServerCron
 from prefect.flows import Flow
+from prefect.server.schemas.schedules import CronSchedule as ServerCron
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import validate
 

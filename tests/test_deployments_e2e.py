@@ -24,8 +24,7 @@ import psycopg
 import pytest
 
 from deployments.catalog import WORK_POOL
-
-from wfm.config import with_database
+from engine.database import with_database
 
 from .conftest import SIM_START
 

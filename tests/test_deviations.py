@@ -10,10 +10,11 @@ from typer.testing import CliRunner
 
 from connectors import contact_center as cc
 from connectors import onec
+from engine.derived import AGENT_EMPLOYEE_MAP
+from engine.landing import warehouse
+from engine.push import outbox
+from engine.push.deviations import build_deviations, classify, confirm
 from flows.push import push_deviations, push_schedules, timesheet_days
-from tasks import outbox, warehouse
-from tasks.derived import AGENT_EMPLOYEE_MAP
-from tasks.deviations import build_deviations, classify, confirm
 from wfm.cli import app
 
 from .test_push_schedules import REGULAR, SINCE, day_shift, employee, land_employees, local, onec_client, plan
@@ -71,7 +72,7 @@ def prepare(sim, database_url: str, days: dict = SCENARIOS) -> str:
 
 
 def build(database_url: str, tmp_path) -> dict:
-    return build_deviations.fn(database_url, str(tmp_path / "lake"), FIRST, LAST)
+    return build_deviations(database_url, str(tmp_path / "lake"), FIRST, LAST)
 
 
 def booked(sim, employee_id: str) -> dict[str, list[tuple[str, float]]]:
@@ -140,7 +141,7 @@ def test_an_answer_lost_after_1c_stored_it_makes_one_document(wfm_env, database_
 
 def claim_one(sim, database_url: str) -> tuple[outbox.Entry, object]:
     """What a run does up to the HTTP call: offer, read the timesheet, commit `sending`."""
-    from tasks.deviations import confirmed
+    from engine.push.deviations import confirmed
 
     client = onec_client(sim)
     with psycopg.connect(database_url, autocommit=True) as conn:

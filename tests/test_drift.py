@@ -11,9 +11,10 @@ import pytest
 
 from connectors import contact_center as cc
 from connectors.records import Field, flatten, to_arrow
-from flows.quality import replay_quarantine
+from engine import catalog
+from engine.landing import drift, warehouse
+from flows.replay import replay_quarantine
 from flows.sync import SyncFailed, sync
-from tasks import catalog, drift, warehouse
 
 from .conftest import SIM_START
 from .landing import latest_artifact

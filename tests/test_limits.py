@@ -10,8 +10,8 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
+from engine.landing import limits
 from flows.sync import sync_stream
-from tasks import limits
 
 from .conftest import SIM_START
 

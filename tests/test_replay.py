@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 from connectors import contact_center as cc
 from connectors import streams
 from connectors.records import Reject
+from engine.landing import ledger, warehouse
+from engine.landing.window import client_for
+from engine.quality.replay import replay_stream
+from engine.quality.suites import SUITES, suite, within
+from engine.settings import resolve_settings
 from flows.sync import sync_stream
-from tasks import ledger, warehouse
-from tasks.replay import replay_stream
-from tasks.suites import SUITES, suite, within
-from tasks.sync import client_for
-from tasks.settings import resolve_settings
 from wfm.cli import app
 
 from .conftest import SIM_START

@@ -8,8 +8,8 @@ import uuid
 import psycopg
 from typer.testing import CliRunner
 
-from tasks.reconcile import reconcile
-from tasks.reports import pass_rates
+from engine.quality.reconcile import reconcile
+from engine.quality.reports import pass_rates
 from wfm.cli import app
 
 from .conftest import SIM_START

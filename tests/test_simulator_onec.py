@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors import calendar_ru
+from connectors.simulator import calendar_ru
 from connectors.simulator.onec import OneCSystem
 from connectors.simulator.onec_data import Employee, add_months, month_end
 from connectors.simulator.world import SimConfig, World

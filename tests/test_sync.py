@@ -12,8 +12,9 @@ import pytest
 from connectors import contact_center as cc
 from connectors import streams
 from connectors.settings import SourceSettings
+from engine import catalog
+from engine.landing import ledger
 from flows.sync import SyncFailed, sync, sync_stream
-from tasks import catalog, ledger
 
 from .conftest import SIM_START
 
@@ -117,7 +118,7 @@ def test_failure_between_landing_and_watermark_leaves_both_unchanged(live_env, d
 
 
 def test_watermark_never_passes_uncommitted_data(live_env, database_url, monkeypatch):
-    from tasks import warehouse
+    from engine.landing import warehouse
 
     real_upsert = warehouse.upsert
     today = dt.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -191,7 +192,7 @@ def test_bad_rows_go_to_quarantine_with_reasons_and_the_good_rows_land(wfm_env, 
                                 ).fetchone()[0]
         landed = conn.execute("SELECT count(*) FROM wfm.agent_status_intervals").fetchone()[0]
     assert len(held) == run["rows_quarantined"]
-    for stream, run_id, start, end, reason, record in held:
+    for stream, _run_id, start, end, reason, record in held:
         assert stream == "agent_status_intervals" and start < end and reason and isinstance(record, dict)
     reasons = " ".join(r[4] for r in held)
     assert "ExpectColumnPairValuesAToBeGreaterThanB(ended_at, started_at)" in reasons or "field " in reasons

@@ -7,7 +7,8 @@ import datetime as dt
 import psycopg
 import pytest
 
-from tasks import content, quality
+from engine.landing import content
+from engine.quality import gate as quality
 
 from .conftest import SIM_START
 from .landing import land

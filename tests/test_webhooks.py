@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from engine.push import webhooks
+from engine.push.webhooks import check_signature, deliver_event, sign, verify_signature
 from flows.push import push_schedules
 from flows.sync import SyncFailed, sync_stream
-from tasks import webhooks
-from tasks.webhooks import check_signature, deliver_event, sign, verify_signature
 from wfm.cli import app
 
 from .test_push_schedules import REGULAR, SINCE, day_shift, land_employees, plan

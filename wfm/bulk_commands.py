@@ -13,8 +13,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                           TimeElapsedColumn)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 
@@ -50,8 +49,8 @@ def run_import(console: Console, path: Path, stream: str, map_text: str | None, 
                threshold: float) -> dict:
     """Import a file through the `bulk_import` flow; prints the run, ignored columns and quarantined rows."""
     from connectors import files
+    from engine.bulk.files import open_spec
     from flows.bulk import bulk_import, file_spec
-    from tasks.files import open_spec
 
     mapping = files.parse_mapping(map_text)
     spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter_option(delimiter),
@@ -79,8 +78,8 @@ def run_validate(console: Console, path: Path, stream: str, map_text: str | None
                  report_path: Path | None) -> dict:
     """Validate a file through the `validate_data` flow; raises `DataInvalid` when a row is invalid."""
     from connectors import files
+    from engine.bulk.files import open_spec
     from flows.bulk import file_spec, validate_data
-    from tasks.files import open_spec
 
     spec = file_spec(path, stream, files.parse_mapping(map_text), mapping_file, file_format, encoding,
                      delimiter_option(delimiter), chunk_rows)
@@ -116,8 +115,8 @@ def run_validate(console: Console, path: Path, stream: str, map_text: str | None
 def run_export(console: Console, table: str, out: Path, start: dt.date | None, end: dt.date | None,
                filters: list[str], file_format: str, force: bool) -> dict:
     """Export a table through the `export_data` flow, with a progress bar in rows."""
+    from engine.bulk.export import FORMATS, export_root, exported_stream, target_path, where_clause
     from flows.bulk import export_data
-    from tasks.export import FORMATS, export_root, exported_stream, target_path, where_clause
 
     stream = exported_stream(table)
     chosen = parse_filters(filters)
@@ -133,7 +132,7 @@ def run_export(console: Console, table: str, out: Path, start: dt.date | None, e
 
 
 class _bars:
-    """A Rich progress bar per flow, fed by `tasks.progress` events (bytes of a file, or rows)."""
+    """A Rich progress bar per flow, fed by `engine.progress` events (bytes of a file, or rows)."""
 
     def __init__(self, console: Console, bytes_: bool) -> None:
         count = TaskProgressColumn() if bytes_ else MofNCompleteColumn()
@@ -148,14 +147,14 @@ class _bars:
             self.progress.advance(self.tasks[label], count)
 
     def __enter__(self) -> _bars:
-        from tasks import progress
+        from engine import progress
 
         progress.subscribe(self.listener)
         self.progress.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        from tasks import progress
+        from engine import progress
 
         for task in self.progress.tasks:
             if exc[0] is None and task.total:

@@ -123,7 +123,7 @@ def check_lake(lake: LakeLocation | None) -> CheckResult:
     suffix = ""
     if lake is None:
         from blocks import LakeLocation
-        from wfm.config import lake_path
+        from engine.paths import lake_path
 
         lake, suffix = LakeLocation(path=lake_path()), " (default)"
     target = public_target(lake.path) + suffix
@@ -222,7 +222,7 @@ def _source_error_detail(exc: SourceError, url: str, timeout: float) -> str:
 
 
 def _embedded_dsn() -> str:
-    from wfm.config import embedded_database_url
+    from engine.database import embedded_database_url
 
     return embedded_database_url()
 

@@ -10,63 +10,19 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 import datetime as dt  # noqa: E402
-import logging  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Annotated, Optional  # noqa: E402
 
 import typer  # noqa: E402
-from rich.console import Console  # noqa: E402
+
+from wfm.console import console, guarded  # noqa: E402
 
 app = typer.Typer(help="wfm-pipelines: WFM data between the contact center, 1C:ZUP and the warehouse.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 simulator_app = typer.Typer(help="The simulated contact center and 1C:ZUP.", no_args_is_help=True)
 app.add_typer(simulator_app, name="simulator")
-console = Console()
-err = Console(stderr=True)
-
 DateOpt = Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD")]
-
-
-def fail(message: str, code: int = 1) -> None:
-    """One line on stderr, no traceback, a non-zero exit."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _quiet_prefect_tracebacks() -> None:
-    """Prefect logs a failed run with its traceback; the CLI says the same in one line."""
-    make_record = logging.getLogRecordFactory()
-    if getattr(make_record, "wfm_quiet", False):
-        return
-
-    def without_traceback(name, level, fn, lno, msg, args, exc_info, *rest, **kwargs):
-        if name.startswith(("prefect.flow_runs", "prefect.task_runs")) and level >= logging.ERROR or (
-                name.startswith("prefect") and exc_info):
-            # a run's failure is kept in its state, its logs in the API and the ledger; the
-            # terminal gets it once, as our one-line error
-            exc_info, level = None, logging.INFO
-        return make_record(name, level, fn, lno, msg, args, exc_info, *rest, **kwargs)
-
-    without_traceback.wfm_quiet = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(without_traceback)
-
-
-def guarded(action):
-    """Run an action; user mistakes and source failures become one line (WFM_DEBUG=1 shows tracebacks)."""
-    if not os.environ.get("WFM_DEBUG"):
-        _quiet_prefect_tracebacks()
-    try:
-        return action()
-    except typer.Exit:
-        raise
-    except KeyboardInterrupt:
-        fail("interrupted", 130)
-    except Exception as exc:  # every failure the user can act on carries a one-line message
-        if os.environ.get("WFM_DEBUG"):
-            raise
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        fail(message)
 
 
 @app.command()

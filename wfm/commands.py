@@ -12,19 +12,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from wfm import config
+from engine import database, paths
+from wfm import prefect_api
 
 
 def run_sync(console: Console, streams: list[str], start: dt.date | None, end: dt.date | None,
              force: bool, dry_run: bool, dask_address: str | None = None) -> list[dict]:
     """Run the `sync` flow with a progress bar per stream; prints the ledger rows of the runs."""
-    from tasks import catalog, progress
+    from engine import catalog, progress
 
     catalog.resolve(streams)  # an unknown name fails here, in one line, before Prefect starts
     if start and end and end < start:
         raise ValueError(f"--end {end} is before --start {start}")
-    wait_for_api = config.prefect_api_in_background()
-    from flows.sync import sync, sync_stream   # imports for seconds, while the API starts
+    wait_for_api = prefect_api.prefect_api_in_background()
+    from flows.sync import sync, sync_stream  # imports for seconds, while the API starts
 
     if wait_for_api is not None:
         wait_for_api()
@@ -86,11 +87,11 @@ def _cell(value: object) -> str:
 
 
 def _connect() -> psycopg.Connection:
-    return psycopg.connect(config.database_url(), autocommit=True)
+    return psycopg.connect(database.database_url(), autocommit=True)
 
 
 def show_runs(console: Console, limit: int, stream: str | None) -> None:
-    from tasks import ledger
+    from engine.landing import ledger
 
     with _connect() as conn:
         ledger.ensure_meta(conn)
@@ -129,9 +130,9 @@ def run_demo(console: Console, days: int, agents: int) -> None:
         os.environ.update(WFM_CC_URL=running.cc_url, WFM_ONEC_URL=running.onec_url, WFM_ONEC_USERNAME="wfm",
                           WFM_ONEC_PASSWORD="wfm")
         console.print(f"simulator: {running.cc_url} and {running.onec_url}")
-        console.print(f"warehouse: {config.describe_database(config.database_url())}")
+        console.print(f"warehouse: {database.describe_database(database.database_url())}")
         run_sync(console, ["all"], start, today - dt.timedelta(days=1), False, False)
-    lake = Path(config.lake_path())
+    lake = Path(paths.lake_path())
     console.print(f"\nParquet lake: {lake}")
     for table in sorted(p.name for p in lake.iterdir() if p.is_dir()):
         files = list((lake / table).rglob("*.parquet"))

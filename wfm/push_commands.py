@@ -25,7 +25,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from wfm import config
+from engine import database
 
 outbox_app = typer.Typer(help="The push outbox to 1C (schedules and facts).", invoke_without_command=True)
 deviations_app = typer.Typer(help="Deviations of actual from planned time, and their confirmation.",
@@ -36,13 +36,13 @@ DateOpt = Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"], he
 
 
 def _guarded(action):
-    from wfm.cli import guarded
+    from wfm.console import guarded
 
     return guarded(action)
 
 
 def _console():
-    from wfm.cli import console
+    from wfm.console import console
 
     return console
 
@@ -52,7 +52,7 @@ def _day(value: dt.datetime | None) -> dt.date | None:
 
 
 def _connect() -> psycopg.Connection:
-    return psycopg.connect(config.database_url(), autocommit=True)
+    return psycopg.connect(database.database_url(), autocommit=True)
 
 
 def _cell(value: object) -> str:
@@ -74,7 +74,7 @@ def outbox(ctx: typer.Context,
 
 
 def show_outbox(kind: str | None, state: str | None, limit: int) -> None:
-    from tasks import outbox as box_
+    from engine.push import outbox as box_
 
     if kind not in (None, "schedule", "fact") or state not in (None, *box_.STATES):
         raise ValueError(f"--kind is schedule or fact, --state one of {', '.join(box_.STATES)}")
@@ -140,7 +140,8 @@ ORDER BY d.work_date DESC, d.employee_id LIMIT %(n)s
 
 
 def show_deviations(start, end, employee, unconfirmed: bool, limit: int) -> None:
-    from tasks import deviations as dev, outbox as box_
+    from engine.push import deviations as dev
+    from engine.push import outbox as box_
 
     with _connect() as conn:
         dev.ensure_tables(conn)
@@ -176,7 +177,7 @@ def deviations_confirm(employee: Annotated[Optional[str], typer.Argument(help="e
                        ) -> None:
     """Confirm one deviation (EMPLOYEE DATE) or --all; confirmed ones are sent by `outbox push deviations`."""
     def run() -> None:
-        from tasks.deviations import confirm
+        from engine.push.deviations import confirm
 
         if all_ == bool(employee and day) or (employee is None) != (day is None):
             raise ValueError("give EMPLOYEE DATE, or --all (optionally with --start/--end)")
@@ -196,10 +197,10 @@ def receiver_serve(port: Annotated[int, typer.Option(help="TCP port")] = 8780,
                    spool: Annotated[Optional[Path], typer.Option(help="spool file (default: in the data dir)")] = None
                    ) -> None:
     """Receive the contact center's status push (POST /ccwfm/api/rest/status) until Ctrl-C."""
-    from wfm.receiver import PATH, serve
+    from receiver.service import PATH, serve
 
     _console().print(f"status receiver: http://{host}:{port}{PATH}  warehouse: "
-                     f"{config.describe_database(config.database_url())}; Ctrl-C stops", highlight=False)
+                     f"{database.describe_database(database.database_url())}; Ctrl-C stops", highlight=False)
     _guarded(lambda: serve(port, host, spool))
 
 
@@ -215,7 +216,7 @@ def webhooks_add(url: str,
                  ) -> None:
     """Subscribe URL to events; the secret is stored encrypted (or stays in the Secret block)."""
     def run() -> None:
-        from tasks.webhooks import add_subscriber
+        from engine.push.webhooks import add_subscriber
 
         with _connect() as conn:
             ident, generated = add_subscriber(conn, url, [e.strip() for e in events.split(",") if e.strip()],
@@ -231,7 +232,7 @@ def webhooks_add(url: str,
 def webhooks_list() -> None:
     """Subscribers, their events and last delivery (secrets are never shown)."""
     def run() -> None:
-        from tasks.webhooks import list_subscribers
+        from engine.push.webhooks import list_subscribers
 
         with _connect() as conn:
             rows = list_subscribers(conn)
@@ -249,7 +250,7 @@ def webhooks_list() -> None:
 def webhooks_remove(subscriber_id: int) -> None:
     """Delete a subscriber and its delivery log."""
     def run() -> None:
-        from tasks.webhooks import remove_subscriber
+        from engine.push.webhooks import remove_subscriber
 
         with _connect() as conn:
             if not remove_subscriber(conn, subscriber_id):
@@ -262,9 +263,9 @@ def webhooks_remove(subscriber_id: int) -> None:
 def webhooks_test(subscriber_id: int) -> None:
     """Send a signed `webhook.test` event to one subscriber, with the retries, and show each attempt."""
     def run() -> None:
-        from tasks.webhooks import TEST_EVENT, deliver_event
+        from engine.push.webhooks import TEST_EVENT, deliver_event
 
-        attempts = deliver_event(config.database_url(), TEST_EVENT, {"message": "test from wfm"}, subscriber_id)
+        attempts = deliver_event(database.database_url(), TEST_EVENT, {"message": "test from wfm"}, subscriber_id)
         if not attempts:
             raise ValueError(f"no webhook subscriber {subscriber_id}")
         for a in attempts:
@@ -283,7 +284,7 @@ def webhooks_verify(secret: Annotated[str, typer.Option(envvar="WFM_WEBHOOK_SECR
                     tolerance: Annotated[float, typer.Option(help="seconds a timestamp may be off")] = 300) -> None:
     """Check a delivery's signature as a receiver would; exits 1 with the reason if it is not valid."""
     def run() -> None:
-        from tasks.webhooks import check_signature
+        from engine.push.webhooks import check_signature
 
         body = body_file.read_bytes() if body_file else sys.stdin.buffer.read()
         problem = check_signature(secret, timestamp, body, signature, tolerance)

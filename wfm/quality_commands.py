@@ -50,7 +50,7 @@ def show(row_id: Annotated[int, typer.Argument(help="quarantine row id (see `wfm
 def replay(stream: StreamOpt = None, ids: IdsOpt = None, run: RunOpt = None) -> None:
     """Run held rows through today's parsing and checks; land those that pass, exactly once."""
     def action(console) -> None:
-        from flows.quality import replay_quarantine
+        from flows.replay import replay_quarantine
 
         summaries = replay_quarantine(stream, ids, run)
         if not summaries:
@@ -67,10 +67,10 @@ def discard(reason: Annotated[str, typer.Option(help="why these rows will never 
             stream: StreamOpt = None, ids: IdsOpt = None, run: RunOpt = None) -> None:
     """Mark held rows discarded, with a reason (they stay on record)."""
     def action(console) -> None:
-        from tasks import replay as lifecycle
-        from wfm import config
+        from engine import database
+        from engine.quality import replay as lifecycle
 
-        count = lifecycle.discard(config.database_url(), reason, stream, ids, run)
+        count = lifecycle.discard(database.database_url(), reason, stream, ids, run)
         console.print(f"{count} row(s) discarded")
     _run(action)
 
@@ -82,7 +82,8 @@ def quality_command(since: Annotated[Optional[dt.datetime], typer.Option(
 
 
 def show_list(console, stream: str | None, status: str | None, limit: int) -> None:
-    from tasks import ledger, replay as lifecycle
+    from engine.landing import ledger
+    from engine.quality import replay as lifecycle
 
     with _connect() as conn:
         ledger.ensure_meta(conn)
@@ -99,7 +100,8 @@ def show_list(console, stream: str | None, status: str | None, limit: int) -> No
 
 
 def show_row(console, row_id: int) -> None:
-    from tasks import ledger, replay as lifecycle
+    from engine.landing import ledger
+    from engine.quality import replay as lifecycle
 
     with _connect() as conn:
         ledger.ensure_meta(conn)
@@ -113,8 +115,8 @@ def show_row(console, row_id: int) -> None:
 
 
 def show_quality(console, since: dt.datetime | None) -> None:
-    from tasks import reports
-    from wfm import config
+    from engine import database, paths
+    from engine.quality import reports
 
     moment = (since.replace(tzinfo=dt.timezone.utc) if since else
               dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30))
@@ -129,13 +131,13 @@ def show_quality(console, since: dt.datetime | None) -> None:
         style = "red" if r.rate is not None and r.rate < 1 else None
         table.add_row(r.stream, r.rule, r.unit, str(r.checked), str(r.passed), rate, style=style)
     console.print(table)
-    dashboard = reports.write_dashboard(config.database_url(), config.data_dir() / "docs", moment)
+    dashboard = reports.write_dashboard(database.database_url(), paths.data_dir() / "docs", moment)
     console.print(f"partitions held back: {held}", highlight=False)
     console.print(f"dashboard: {dashboard}", highlight=False, soft_wrap=True)
 
 
 def _run(action) -> None:
-    from wfm.cli import console, guarded
+    from wfm.console import console, guarded
 
     guarded(lambda: action(console))
 
@@ -143,9 +145,9 @@ def _run(action) -> None:
 def _connect():
     import psycopg
 
-    from wfm import config
+    from engine import database
 
-    return psycopg.connect(config.database_url(), autocommit=True)
+    return psycopg.connect(database.database_url(), autocommit=True)
 
 
 def _when(value: object) -> str:

@@ -25,8 +25,17 @@ from typing import Callable
 from urllib.parse import urlencode
 
 from .base import Clock, SimResponse
-from .cc_data import (ANSWER_TARGET_SECONDS, DAY, GroupContact, Status, Timeline, chat_work_time, day_of,
-                      day_start, iso_utc)
+from .cc_data import (
+    ANSWER_TARGET_SECONDS,
+    DAY,
+    GroupContact,
+    Status,
+    Timeline,
+    chat_work_time,
+    day_of,
+    day_start,
+    iso_utc,
+)
 from .world import Person, World, rng_for, stable_seed
 
 MAX_IDS = 100

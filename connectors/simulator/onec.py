@@ -28,11 +28,18 @@ from typing import Any, Callable
 
 import orjson
 
-from connectors import calendar_ru
+from connectors.simulator import calendar_ru
 from connectors.simulator.base import Clock, SimResponse
 from connectors.simulator.onec_data import Employee, OneCRoster, add_months, month_end
 from connectors.simulator.onec_timesheet import (
-    MS_PER_HOUR, fact_document, is_night, local_day, parse_instant, plan_hours, timesheet)
+    MS_PER_HOUR,
+    fact_document,
+    is_night,
+    local_day,
+    parse_instant,
+    plan_hours,
+    timesheet,
+)
 from connectors.simulator.world import World
 
 NUMERIC_FIELDS = frozenset({"rate", "normWeek", "vacation", "normHours", "hours",

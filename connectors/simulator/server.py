@@ -32,9 +32,9 @@ import orjson
 from .admin import admin_response
 from .auth import AuthConfig, Authenticator
 from .base import SimResponse, SimulatedSystem, SimulationClock
+from .breaks import Breaks
 from .contact_center import ContactCenterSystem
 from .corrupt import corrupt_body
-from .breaks import Breaks
 from .faults import Fault, FaultInjector
 from .world import SimConfig, World
 

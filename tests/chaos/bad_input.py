@@ -19,7 +19,7 @@ import psycopg
 from connectors import contact_center as cc
 from connectors.errors import SourceError
 from connectors.streams import Window
-from wfm.config import PROJECT_ROOT
+from engine.paths import PROJECT_ROOT
 
 from . import Outcome
 from .lab import SIM_START, fresh_database, pointed_at, simulator
@@ -43,7 +43,7 @@ def bad_input(server: str, real_processes: int = 3) -> Outcome:
 
 def payload_corpus(server: str, scratch: Path) -> tuple[int, list[str]]:
     """Land every damaged answer; the problems of the items not handled."""
-    from tasks.sync import land_batch
+    from engine.landing.window import land_batch
 
     problems = []
     day = dt.datetime.combine(SIM_START, dt.time(), UTC)
@@ -83,9 +83,9 @@ def _keys(table) -> set[tuple]:
 
 def _plan(db: str, window: Window):
     """A fresh run of the stream in the ledger (what `sync_stream` starts), tables emptied."""
-    from tasks import ledger, warehouse
-    from tasks.settings import resolve_settings
-    from tasks.sync import RunPlan
+    from engine.landing import ledger, warehouse
+    from engine.landing.window import RunPlan
+    from engine.settings import resolve_settings
 
     settings, now, run = resolve_settings(), dt.datetime.now(UTC), uuid.uuid4()
     with psycopg.connect(db, autocommit=True) as conn:

@@ -77,7 +77,7 @@ def _timer(seconds: float) -> None:
 def arm(point: str, after: float) -> None:
     """Install the kill for one named point."""
     from connectors import http, onec
-    from tasks import ledger, warehouse
+    from engine.landing import ledger, warehouse
 
     n = int(after)
     points = {

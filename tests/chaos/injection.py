@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 
 from connectors import contact_center as cc
-from tasks import warehouse
+from engine.landing import warehouse
 
 from . import Outcome
 from .bad_input import _one_line

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from connectors.simulator import ServerConfig, SimConfig, start_simulator
-from wfm import config
+from engine import database
 
 UTC = dt.timezone.utc
 SIM_START = dt.date(2026, 11, 9)     # the simulated fortnight of the test suite
@@ -24,10 +24,10 @@ def postgres_server() -> str:
     url = os.environ.get("WFM_TEST_DATABASE_URL")
     if url:
         return url
-    return config.embedded_database_url(Path(tempfile.mkdtemp(prefix="wfm-chaos-pg-")) / "pg")
+    return database.embedded_database_url(Path(tempfile.mkdtemp(prefix="wfm-chaos-pg-")) / "pg")
 
 
-fresh_database = config.scratch_database
+fresh_database = database.scratch_database
 
 
 @contextmanager
@@ -71,7 +71,7 @@ def wfm_variables(sim, database_url: str, lake: Path | str, **extra: str) -> dic
 @contextmanager
 def pointed_at(sim, database_url: str, lake: Path | str, **extra: str) -> Iterator[None]:
     """Run the block with the `WFM_*` environment of `wfm_variables`, HTTP clients closed after."""
-    from tasks.sync import close_clients
+    from engine.landing.window import close_clients
 
     with environment(wfm_variables(sim, database_url, lake, **extra)):
         close_clients()

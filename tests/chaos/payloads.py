@@ -3,7 +3,7 @@
 Every item damages one record of a real answer of the simulator in one way — wrong types, a null
 key, a huge string, control characters, end before start, an impossible date, an unknown enum
 value, deeply nested junk, a record that is not an object. The answer is parsed by the stream's
-own parser (`connectors.streams.fetch`) and landed by `tasks.sync.land_batch` in PostgreSQL.
+own parser (`connectors.streams.fetch`) and landed by `engine.landing.window.land_batch` in PostgreSQL.
 Handled means: the damaged record is quarantined with a reason, or lands exactly as sent (text
 is data, however odd), and every other record of the answer lands.
 """
@@ -11,14 +11,12 @@ is data, however odd), and every other record of the answer lands.
 from __future__ import annotations
 
 import copy
-import json
 import datetime as dt
-import uuid
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-import psycopg
 
 from connectors import contact_center as cc
 from connectors.http import SourceClient

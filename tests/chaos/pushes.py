@@ -17,7 +17,7 @@ from connectors import onec
 from connectors.planning import PLANNED_SHIFTS
 from connectors.settings import ONEC, SourceSettings
 from connectors.streams import Window, fetch
-from tasks import warehouse
+from engine.landing import warehouse
 
 from .lab import ONEC_USER, pointed_at
 
@@ -67,7 +67,7 @@ def outbox_problems(sim, database_url: str, reference: str) -> list[str]:
     """How the outbox and 1C differ from the uninterrupted push's."""
     found, expected = outbox(database_url), outbox(reference)
     problems = [f"outbox row differs: {row[:5]}" for row in sorted(found ^ expected)]
-    for kind, employee, period, _, state, _, _ in sorted(found):
+    for _kind, employee, period, _, state, _, _ in sorted(found):
         if state == "sent" and not sim.simulation.onec.schedules(employee).get(period):
             problems.append(f"outbox says {employee} {period} was sent, 1C holds no schedule")
     return problems

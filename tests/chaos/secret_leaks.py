@@ -97,8 +97,8 @@ def _exercise(sim, url: str, hook_port: int, days: int, failing: bool = False) -
     """Syncs (with damaged records, so the quarantine fills), a webhook, CLI commands; their messages."""
     from typer.testing import CliRunner
 
+    from engine.push import webhooks
     from flows.sync import sync
-    from tasks import webhooks
     from wfm.cli import app
 
     texts = []

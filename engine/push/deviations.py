@@ -1,6 +1,6 @@
 """The `deviations` dataset: per employee and day, planned time against actual presence.
 
-Plan comes from `planned_shifts` (net of breaks, split day/night as in `tasks.schedules`), fact
+Plan comes from `planned_shifts` (net of breaks, split day/night as in `engine.push.schedules`), fact
 from `agent_logins` of every agent `agent_employee_map` links to the employee (overlapping
 sessions of two accounts count once). Fact is cut into 15-minute slots aligned to the quarter
 hour — exactly the `loginfo` sendFactWorkTime carries — and a slot is night when it starts
@@ -28,17 +28,22 @@ from collections import defaultdict
 import orjson
 import psycopg
 import pyarrow as pa
-from prefect import task
-from prefect.cache_policies import NONE
 
 from connectors import contact_center, onec, planning
 from connectors.records import Field
 from connectors.streams import Request, Stream, iso
-
-from . import lake, ledger, warehouse
-from .derived import AGENT_EMPLOYEE_MAP
-from .schedules import MS_PER_HOUR, content_hash, is_night, local_day, local_midnight, shift_hours, site_timezones, \
-    timezone_of
+from engine.derived import AGENT_EMPLOYEE_MAP
+from engine.landing import lake, ledger, warehouse
+from engine.push.schedules import (
+    MS_PER_HOUR,
+    content_hash,
+    is_night,
+    local_day,
+    local_midnight,
+    shift_hours,
+    site_timezones,
+    timezone_of,
+)
 
 UTC = dt.timezone.utc
 SLOT = dt.timedelta(minutes=15)
@@ -180,7 +185,6 @@ def ensure_tables(conn: psycopg.Connection) -> None:
     ledger.ensure_meta(conn)
 
 
-@task(name="build-deviations", cache_policy=NONE)
 def build_deviations(database_url: str, lake_path: str, first: dt.date, last: dt.date) -> dict[str, int | str]:
     """Rebuild the deviations of [first, last]; an unchanged row keeps its lineage and confirmation.
 

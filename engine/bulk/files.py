@@ -1,4 +1,4 @@
-"""Prefect tasks for files: land a file chunk through the one landing path, validate a file dry.
+"""Files through the one landing path: a file chunk lands like an API window; a validation lands nothing.
 
 An import is a run in the ledger (mode "import") whose windows are the file's chunks:
 `Window(run start, run start, ids=("shifts.csv#3",))`. Each chunk lands with `land_batch`, the
@@ -22,16 +22,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from prefect import task
-from prefect.cache_policies import NONE
 
 from connectors import files
 from connectors.records import Parsed, Reject
 from connectors.settings import SourceSettings
 from connectors.streams import Stream, Window
-
-from . import catalog, ledger, progress, quality, warehouse
-from .sync import RunPlan, WindowReport, _is_transient_db_error, land_batch
+from engine import catalog, progress
+from engine.landing import ledger, warehouse
+from engine.landing.window import RunPlan, WindowReport, land_batch
+from engine.quality import gate as quality
 
 EXAMPLES = 5
 
@@ -81,8 +80,6 @@ def chunk_window(plan: RunPlan, source: files.FileSource, number: int) -> Window
     return Window(plan.started_at, plan.started_at, (f"{source.name}#{number}",))
 
 
-@task(name="import-chunk", cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5],
-      retry_condition_fn=_is_transient_db_error, task_run_name="{plan.stream.name} {window.ids[0]}")
 def land_chunk(plan: RunPlan, window: Window, parsed: Parsed) -> WindowReport:
     """Add the chunk's window to the run, then land it the way every batch lands."""
     with psycopg.connect(plan.database_url) as conn, conn.transaction():
@@ -154,7 +151,6 @@ class FileReport:
             problem.examples.append(example)
 
 
-@task(name="validate-file", cache_policy=NONE)
 def validate_file(spec: FileSpec) -> FileReport:
     """Read, convert and check every row of a file as an import would; land nothing."""
     source, columns = open_spec(spec)

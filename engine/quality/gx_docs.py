@@ -19,10 +19,13 @@ from typing import Any
 import great_expectations as gx
 import great_expectations.expectations as gxe
 from great_expectations.core.run_identifier import RunIdentifier
-from great_expectations.data_context.types.base import (DataContextConfig, InMemoryStoreBackendDefaults,
-                                                        ProgressBarsConfig)
+from great_expectations.data_context.types.base import (
+    DataContextConfig,
+    InMemoryStoreBackendDefaults,
+    ProgressBarsConfig,
+)
 
-from .reconcile_rules import ERROR, Rule
+from engine.quality.rules import ERROR, Rule
 
 SITE = "wfm"
 

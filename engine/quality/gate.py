@@ -1,6 +1,6 @@
 """The data-quality gate: every batch (one window of one stream) is checked before it lands.
 
-    result = validate("agent_calls", table)          # runs the stream's suite (tasks/suites.py)
+    result = validate("agent_calls", table)          # runs the stream's suite (engine/quality/suites.py)
     good, bad = result.split(table)                  # bad rows failed a CRITICAL expectation
     decision = gate(result, window=window.label)     # publish unless too many rows failed
 
@@ -30,8 +30,7 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from connectors.records import Reject
-
-from .suites import SUITES, Suite, check_name
+from engine.quality.suites import SUITES, Suite, check_name
 
 __all__ = ["CheckResult", "GateDecision", "QualityCheckError", "ValidationResult", "gate", "validate"]
 

@@ -30,13 +30,11 @@ import psycopg
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from prefect import task
-from prefect.cache_policies import NONE
 from psycopg import sql
 
 from connectors.streams import Stream
-
-from . import catalog, lake, progress, warehouse
+from engine import catalog, progress
+from engine.landing import lake, warehouse
 
 FORMATS = ("parquet", "csv")
 CHUNK_BYTES = 16 << 20           # COPY output parsed per Parquet row group
@@ -126,9 +124,8 @@ def _select_list(schema: pa.Schema, for_csv: bool) -> sql.Composable:
     return sql.SQL(", ").join(items)
 
 
-@task(name="export-table", cache_policy=NONE, task_run_name="export {spec.table}")
 def export_table(database_url: str, spec: ExportSpec) -> dict:
-    """Write the selected rows to `spec.out` and return what was written (progress: `tasks.progress`)."""
+    """Write the selected rows to `spec.out` and return what was written (progress: `engine.progress`)."""
     stream = exported_stream(spec.table)
     if spec.file_format not in FORMATS:
         raise ValueError(f"unknown export format {spec.file_format!r}; use parquet or csv")

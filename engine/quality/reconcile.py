@@ -34,13 +34,15 @@ from pathlib import Path
 
 import orjson
 import psycopg
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 
-from . import catalog, lake, ledger, reports, webhooks
-from .derived import AGENT_EMPLOYEE_MAP
-from .reconcile_rules import ERROR, RULES, WARN, Rule
+from engine import catalog
+from engine.derived import AGENT_EMPLOYEE_MAP
+from engine.landing import lake, ledger
+from engine.push import webhooks
+from engine.quality import reports
+from engine.quality.rules import ERROR, RULES, WARN, Rule
 
 __all__ = ["CheckResult", "Outcome", "Tolerances", "period_days", "reconcile", "reconcile_landed"]
 
@@ -133,13 +135,12 @@ def reconcile(database_url: str, lake_path: str, docs_dir: Path | str, run_id: u
     return outcome
 
 
-@task(name="reconcile", cache_policy=NONE)
 def reconcile_landed(database_url: str, lake_path: str, run_id: uuid.UUID, landed: Mapping[str, Iterable[str]],
                      days: Iterable[dt.date] = (), skip_publish: str | None = None, label: str = "") -> Outcome:
     """The reconciliation step of a flow: `reconcile`, then tell people (log, webhook, artifact, dashboard)."""
-    from wfm import config
+    from engine import paths
 
-    docs = config.data_dir() / "docs"
+    docs = paths.data_dir() / "docs"
     outcome = reconcile(database_url, lake_path, docs, run_id, landed, days=days, skip_publish=skip_publish)
     if not outcome.results:
         return outcome
@@ -213,7 +214,7 @@ def render(rule: Rule, days: list[dt.date], tolerances: Tolerances) -> str:
 def _validate(database_url: str, plans: list[tuple[Rule, list[dt.date]]], tolerances: Tolerances,
               docs_dir: Path, run_id: uuid.UUID) -> tuple[list[CheckResult], str]:
     """Run the plans as one GX checkpoint (Data Docs built by its action); results per rule and day."""
-    from .gx_docs import run_checkpoint
+    from engine.quality.gx_docs import run_checkpoint
 
     queries = [(rule, render(rule, days, tolerances)) for rule, days in plans]
     with _GX_LOCK:

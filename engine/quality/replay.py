@@ -30,8 +30,9 @@ from psycopg import sql
 
 from connectors.records import Parsed, flatten, to_arrow
 from connectors.streams import Stream, Window
-
-from . import catalog, drift, lake, ledger, quality, warehouse
+from engine import catalog
+from engine.landing import drift, lake, ledger, warehouse
+from engine.quality import gate as quality
 
 __all__ = ["ReplayReport", "discard", "held_streams", "replay_stream"]
 

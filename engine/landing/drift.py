@@ -34,8 +34,7 @@ import pyarrow as pa
 
 from connectors.records import EXTRA, Parsed, Reject
 from connectors.streams import Stream
-
-from .warehouse import jsonb_safe
+from engine.landing.warehouse import jsonb_safe
 
 __all__ = ["Drift", "DriftReport", "inspect", "quarantined", "record", "seen_by", "surface", "with_extra"]
 
@@ -122,7 +121,7 @@ def _json(value: object) -> str:
 @functools.cache
 def _read_by_endpoint(system: str, endpoint: str) -> frozenset[str]:
     """The keys the streams of one endpoint read: their fields' sources and their nested lists."""
-    from .catalog import IMPORTABLE
+    from engine.catalog import IMPORTABLE
 
     return frozenset(key for other in IMPORTABLE.values() if (other.system, other.endpoint) == (system, endpoint)
                      for key in [*(k for f in other.fields if not callable(f.source) for k in f.sources),

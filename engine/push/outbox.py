@@ -25,7 +25,7 @@ import orjson
 import psycopg
 from psycopg.rows import dict_row
 
-from .ledger import META
+from engine.landing.ledger import META
 
 STATES = ("pending", "sending", "sent", "refused", "skipped")
 DDL = f"""

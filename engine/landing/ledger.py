@@ -5,8 +5,8 @@ never claims a window that is not committed and a watermark never passes uncommi
 the watermark of a stream moves to the start of the earliest window of the run that has not
 landed yet (capped at the run's start time), under a row lock, by the transaction that lands a
 window. The quality tables live here too: `check_results` and `partition_holds`
-(`tasks/reconcile.py`), `schema_drift` (`tasks/drift.py`), and the quarantine's resolution
-columns (`tasks/replay.py`).
+(`engine/quality/reconcile.py`), `schema_drift` (`engine/landing/drift.py`), and the quarantine's resolution
+columns (`engine/quality/replay.py`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ import psycopg
 
 from connectors.records import Reject
 from connectors.streams import Window
-
-from .warehouse import jsonb_safe
+from engine.landing.warehouse import jsonb_safe
 
 META = "wfm_meta"
 DDL = f"""

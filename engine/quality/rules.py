@@ -1,9 +1,9 @@
 """The reconciliation rules: what landed rows of different streams must agree on, per UTC day.
 
-Row checks (`tasks/suites.py`) see one window of one stream; these rules see the warehouse. Each
+Row checks (`engine/quality/suites.py`) see one window of one stream; these rules see the warehouse. Each
 is a SQL query over the landed tables returning the rows that break it, one per offence, with
 the UTC `day` (the partition of its `subject` table it counts against) and a readable
-`example`. `tasks/reconcile.py` wraps each query as a Great Expectations
+`example`. `engine/quality/reconcile.py` wraps each query as a Great Expectations
 `UnexpectedRowsExpectation` on the subject table (`{batch}`: GX writes it as a subquery aliased
 `subselect`, unless the query has a JOIN, where the rule aliases it itself), restricted to the days being
 checked, and fills the `$`-placeholders: `$lo`/`$hi` (timestamptz bounds of those days),

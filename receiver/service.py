@@ -232,7 +232,7 @@ def serve(port: int, host: str = "127.0.0.1", spool_path: Path | None = None) ->
     """Serve the receiver with uvicorn until Ctrl-C."""
     import uvicorn
 
-    from wfm import config
+    from engine import database, paths
 
-    app = create_app(config.database_url(), spool_path or config.data_dir() / "receiver" / "status-spool.jsonl")
+    app = create_app(database.database_url(), spool_path or paths.data_dir() / "receiver" / "status-spool.jsonl")
     uvicorn.run(app, host=host, port=port, log_level="warning")

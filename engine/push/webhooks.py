@@ -37,7 +37,7 @@ import orjson
 import psycopg
 from cryptography.fernet import Fernet, InvalidToken
 
-from .ledger import META
+from engine.landing.ledger import META
 
 __all__ = ["EVENTS", "sign", "verify_signature", "check_signature", "emit", "notify_run", "deliver_event",
            "add_subscriber", "list_subscribers", "remove_subscriber", "subscriber_secret"]
@@ -106,7 +106,7 @@ def _fernet() -> Fernet:
     """The key from WFM_SECRET_KEY, else `<data dir>/secret.key`, created 0600 on first use."""
     key = os.environ.get("WFM_SECRET_KEY")
     if not key:
-        from wfm.config import data_dir
+        from engine.paths import data_dir
 
         path = Path(data_dir()) / "secret.key"
         try:

@@ -28,11 +28,10 @@ from zoneinfo import ZoneInfo
 import orjson
 import psycopg
 
-from connectors.planning import PLANNED_SHIFTS
 from connectors.onec import EMPLOYEES
+from connectors.planning import PLANNED_SHIFTS
 from connectors.streams import iso
-
-from . import warehouse
+from engine.landing import warehouse
 
 UTC = dt.timezone.utc
 MS_PER_HOUR = 3_600_000

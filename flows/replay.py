@@ -1,6 +1,6 @@
 """Quality flows: replaying quarantined rows after a fix (the `wfm quarantine replay` command).
 
-A replay lands the held rows that pass today's parsing and suites (`tasks/replay.py`), then
+A replay lands the held rows that pass today's parsing and suites (`engine/quality/replay.py`), then
 does what a sync does after landing: the reconciliation rules over the partitions it touched,
 and publication of those partitions to the lake unless a rule holds them back.
 """
@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NONE
 
-from tasks import catalog, replay
-from tasks.reconcile import reconcile_landed
-from tasks.settings import resolve_settings
+from engine import catalog
+from engine.quality import replay
+from engine.settings import resolve_settings
+from tasks.checks import reconcile_landed, replay_quarantined
 from tasks.sync import publish_lake
-
-
-@task(name="replay-quarantine", cache_policy=NONE, task_run_name="replay {stream}")
-def replay_task(database_url: str, stream: str, ids: list[int] | None, run: str | None) -> replay.ReplayReport:
-    """Replay one stream's held rows in one transaction."""
-    return replay.replay_stream(database_url, stream, ids, run)
 
 
 @flow(name="quarantine-replay")
@@ -33,7 +27,7 @@ def replay_quarantine(stream: str | None = None, ids: list[int] | None = None, r
         raise ValueError(f"unknown stream {stream!r}")
     summaries = []
     for name in replay.held_streams(settings.database_url, stream, ids, run):
-        report = replay_task(settings.database_url, name, ids, run)
+        report = replay_quarantined(settings.database_url, name, ids, run)
         if report.replayed:
             reconcile_landed(settings.database_url, settings.lake_path, report.run_id, {name: report.partitions},
                              skip_publish=name, label=f"replay {name}")

@@ -30,7 +30,7 @@ from connectors.streams import Stream
 
 __all__ = ["content_hash"]
 
-CHECK_MODULES = ("tasks.suites", "tasks.quality")
+CHECK_MODULES = ("engine.quality.suites", "engine.quality.gate")
 
 
 def content_hash(stream: Stream, table: pa.Table, rejects: Sequence[Reject]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from connectors.settings import CONTACT_CENTER, ONEC, SourceSettings
-from wfm import config
+from engine import database, paths
 
 
 class NotConfigured(RuntimeError):
@@ -41,6 +41,6 @@ def resolve_settings() -> Settings:
     return Settings(
         contact_center=found.contact_center.settings() if found.contact_center else None,
         onec=found.onec.settings() if found.onec else None,
-        database_url=found.warehouse.dsn() if found.warehouse else config.database_url(),
-        lake_path=found.lake.path if found.lake else config.lake_path(),
+        database_url=found.warehouse.dsn() if found.warehouse else database.database_url(),
+        lake_path=found.lake.path if found.lake else paths.lake_path(),
     )

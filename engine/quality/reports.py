@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import ledger
+from engine.landing import ledger
 
 __all__ = ["PassRate", "pass_rates", "write_dashboard"]
 

@@ -8,7 +8,7 @@ between commit and publication is repaired by the next run. Tables without a par
 are one file, `<lake>/<table>/part-0.parquet`. A writer killed mid-swap leaves its temporary file
 (`.part-0.parquet.<id>.tmp`: hidden, not `*.parquet`, so no reader takes it for data); the next
 write of that partition deletes temporary files older than an hour. A partition a reconciliation check holds
-(`wfm_meta.partition_holds`, see `tasks/reconcile.py`) stays queued and unpublished, and one
+(`wfm_meta.partition_holds`, see `engine/quality/reconcile.py`) stays queued and unpublished, and one
 published before the check failed is withdrawn until the check passes.
 """
 
@@ -30,9 +30,8 @@ from psycopg import sql
 
 from connectors.records import EXTRA
 from connectors.streams import Stream
-
-from . import ledger
-from .warehouse import columns, table_ident
+from engine.landing import ledger
+from engine.landing.warehouse import columns, table_ident
 
 FILE = "part-0.parquet"
 ROW_GROUP = 256_000

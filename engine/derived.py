@@ -1,0 +1,79 @@
+"""Datasets derived from landed tables.
+
+`agent_employee_map` links each contact-center agent to a 1C employee: by agentNumber = tabN
+first, then by loginSSO = Login for the agents still unmatched. Unmatched agents and unmatched
+employees stay in the table with the other side empty and `matched_by` = 'unmatched', so they are
+visible rather than dropped. The table is rebuilt whole in one transaction.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import psycopg
+import pyarrow as pa
+
+from connectors import contact_center, onec
+from connectors.records import Field
+from connectors.streams import Request, Stream
+from engine.landing import lake, ledger, warehouse
+
+AGENT_EMPLOYEE_MAP = Stream(
+    name="agent_employee_map", system="derived", endpoint="derived", request=lambda w: Request("GET", ""),
+    key=("agent_id", "employee_id"), window=None,
+    fields=(Field("agent_id", "agent_id"), Field("employee_id", "employee_id"), Field("matched_by", "matched_by"),
+            Field("agent_number", "agent_number", required=False), Field("tab_n", "tab_n", required=False),
+            Field("login", "login", required=False)),
+)
+
+REBUILD = """
+WITH by_number AS (
+  SELECT DISTINCT ON (a.agent_id) a.agent_id, e.employee_id, 'tab_n' AS matched_by
+  FROM wfm.cc_agents a JOIN wfm.employees e ON a.agent_number <> '' AND e.tab_n = a.agent_number
+  ORDER BY a.agent_id, e.finish_work DESC NULLS FIRST, e.employee_id),
+by_login AS (
+  SELECT DISTINCT ON (a.agent_id) a.agent_id, e.employee_id, 'login' AS matched_by
+  FROM wfm.cc_agents a JOIN wfm.employees e ON a.login_sso <> '' AND lower(e.login) = lower(a.login_sso)
+  WHERE a.agent_id NOT IN (SELECT agent_id FROM by_number)
+    AND e.employee_id NOT IN (SELECT employee_id FROM by_number)
+  ORDER BY a.agent_id, e.finish_work DESC NULLS FIRST, e.employee_id),
+matched AS (SELECT * FROM by_number UNION ALL SELECT * FROM by_login)
+SELECT coalesce(a.agent_id, '') AS agent_id, coalesce(e.employee_id, '') AS employee_id,
+       coalesce(m.matched_by, 'unmatched') AS matched_by, a.agent_number, e.tab_n,
+       coalesce(e.login, a.login_sso) AS login
+FROM matched m
+FULL JOIN wfm.cc_agents a ON a.agent_id = m.agent_id
+FULL JOIN wfm.employees e ON e.employee_id = m.employee_id
+WHERE a.agent_id IS NOT NULL OR e.employee_id IS NOT NULL
+ORDER BY 1, 2
+"""
+
+
+def build_agent_employee_map(database_url: str, lake_path: str) -> dict[str, int]:
+    """Rebuild the map from the landed agents and employees; returns counts by match kind.
+
+    Rows that did not change keep their lineage columns, so a rerun changes nothing.
+    """
+    with psycopg.connect(database_url) as conn:
+        for stream in (contact_center.CC_AGENTS, onec.EMPLOYEES, AGENT_EMPLOYEE_MAP):
+            warehouse.ensure_table(conn, stream)
+        ledger.ensure_meta(conn)
+        run_id = uuid.uuid4()
+        with conn.transaction():
+            cur = conn.execute(REBUILD)
+            names = [c.name for c in cur.description]
+            table = pa.Table.from_pylist([dict(zip(names, r)) for r in cur.fetchall()], AGENT_EMPLOYEE_MAP.schema)
+            counts = warehouse.upsert(conn, AGENT_EMPLOYEE_MAP, table, run_id, dt.datetime.now(dt.timezone.utc))
+            stale = conn.execute(
+                """DELETE FROM wfm.agent_employee_map m WHERE NOT EXISTS (SELECT 1 FROM
+                   unnest(%s::text[], %s::text[]) AS k(a, e) WHERE k.a = m.agent_id AND k.e = m.employee_id)""",
+                (table.column("agent_id").to_pylist(), table.column("employee_id").to_pylist())).rowcount
+            if counts.inserted or counts.updated or stale:
+                ledger.mark_partitions(conn, AGENT_EMPLOYEE_MAP.name, [""], run_id)
+        counts = dict(conn.execute("SELECT matched_by, count(*) FROM wfm.agent_employee_map GROUP BY 1").fetchall())
+        lake.publish(conn, AGENT_EMPLOYEE_MAP, lake_path)
+    return {k: int(v) for k, v in counts.items()}
+
+
+

@@ -1,0 +1,11 @@
+"""Landing: a window of a stream into PostgreSQL exactly once, then the Parquet lake from committed rows.
+
+    window.py     the window: fetch → drift → content hash → gate → one landing transaction
+    warehouse.py  the stream tables (DDL from the declaration) and the staged upsert
+    ledger.py     wfm_meta: runs, windows, watermarks, quarantine, the lake's to-do list
+    content.py    a window's content hash (an unchanged re-read is not landed again)
+    drift.py      the schema-drift contract of a stream
+    lake.py       the Parquet lake: partitions rebuilt atomically from committed rows
+    limits.py     source protection: requests in flight per source host, fleet-wide
+    snapshots.py  online snapshots through the same landing path
+"""

@@ -1,0 +1,70 @@
+"""The CLI's local Prefect API: started before Prefect is imported, so it comes up on the other core."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+
+EPHEMERAL_API_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+
+
+def prefect_api_in_background() -> Callable[[], None] | None:
+    """Start the local Prefect API a CLI run needs, before Prefect is imported; returns `wait_ready`.
+
+    With no PREFECT_API_URL, Prefect would start its ephemeral API server (a uvicorn subprocess
+    on SQLite) on the first client call, after importing the server's code into this process.
+    Starting the same server here, first, lets it come up on the other core while this process
+    imports the flows, and this process never imports the server's code. PREFECT_API_URL then
+    points at it; it stops when this process exits. Does nothing when an API is configured or
+    Prefect is already imported (its settings are read at import).
+    """
+    if os.environ.get("PREFECT_API_URL") or "prefect" in sys.modules or \
+            os.environ.get("PREFECT_SERVER_EPHEMERAL_ENABLED", "").lower() in ("0", "false"):
+        return None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+         "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+        env={**os.environ, **EPHEMERAL_API_ENV}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    atexit.register(_stop, server)
+    os.environ["PREFECT_API_URL"] = api = f"http://127.0.0.1:{port}/api"
+
+    def wait_ready(timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if server.poll() is not None:
+                raise RuntimeError(f"the local Prefect API exited with code {server.returncode} while starting")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(f"{api}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        return
+            time.sleep(0.1)
+        raise RuntimeError(f"the local Prefect API did not answer on {api} within {timeout:.0f} s")
+    return wait_ready
+
+
+def _die_with_parent() -> None:
+    """In the server's process: SIGTERM when the CLI process dies, even of SIGKILL (Linux prctl)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+
+
+def _stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
