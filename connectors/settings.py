@@ -19,9 +19,10 @@ from typing import Mapping
 
 from .auth import build_auth
 from .http import RetryPolicy, SourceClient
+from .systems import CONTACT_CENTER_SYSTEM, ONEC_SYSTEM, source_system
 
-CONTACT_CENTER = "contact center"
-ONEC = "1C:ZUP"
+CONTACT_CENTER = CONTACT_CENTER_SYSTEM.name
+ONEC = ONEC_SYSTEM.name
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class SourceSettings:
                           api_key_header=self.api_key_header, token_url=self.token_url,
                           client_id=self.client_id, client_secret=self.client_secret)
         return SourceClient(self.system, self.url, auth=auth, timeout=self.timeout, retry=self.retry,
-                            not_found_is_empty=self.system == CONTACT_CENTER,
+                            not_found_is_empty=source_system(self.system).not_found_is_empty,
                             max_connections=self.max_connections)
 
 
@@ -78,7 +79,7 @@ def onec_from_env(env: Mapping[str, str] | None = None) -> SourceSettings | None
     kind = "basic" if env.get("WFM_ONEC_USERNAME") else "none"
     return SourceSettings(ONEC, url, kind, username=env.get("WFM_ONEC_USERNAME"),
                           password=env.get("WFM_ONEC_PASSWORD", ""),
-                          timeout=max(60.0, float(env.get("WFM_HTTP_TIMEOUT", "30"))))
+                          timeout=max(ONEC_SYSTEM.min_timeout, float(env.get("WFM_HTTP_TIMEOUT", "30"))))
 
 
 def _infer_auth(env: Mapping[str, str], prefix: str) -> str:

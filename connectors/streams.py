@@ -63,7 +63,7 @@ class Stream:
     """Everything the engine needs to know about one source stream."""
 
     name: str                                   # also the table name in schema `wfm`
-    system: str                                 # "contact_center" | "onec"
+    system: str                                 # its source system (connectors/systems.py)
     endpoint: str                               # for messages: "GET /historic/agentStatusData"
     request: Callable[[Window], Request]
     fields: tuple[Field, ...]

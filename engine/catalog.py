@@ -1,4 +1,10 @@
-"""The stream catalog: every stream once, grouped into the families that flows sync together.
+"""The stream registry: every stream once, with its family, its suite and the ids its requests are cut by.
+
+A stream is declared by the connector of its system (`connectors/contact_center.py`,
+`connectors/onec.py`, `connectors/planning.py` for files); here it gets its family (the streams
+a flow syncs together), its Great Expectations suite (`engine/quality/suites.py`, by the stream's
+name) and its id source (the stream whose rows hold the ids its requests are cut by).
+`tests/test_layout.py` checks that every declared stream has all of them.
 
 A family also says which period a run covers when no dates are given: history streams follow
 their watermark; structure and 1C personnel take today's picture; online streams take "now";
@@ -14,6 +20,7 @@ from dataclasses import dataclass
 from connectors import contact_center as cc
 from connectors import onec, planning
 from connectors.streams import Stream
+from connectors.systems import CONTACT_CENTER_SYSTEM, ONEC_SYSTEM
 
 UTC = dt.timezone.utc
 Period = tuple[dt.datetime, dt.datetime]
@@ -62,6 +69,30 @@ FILE_STREAMS: dict[str, Stream] = {s.name: s for s in planning.STREAMS}
 IMPORTABLE: dict[str, Stream] = {**STREAMS, **FILE_STREAMS}
 FAMILY_OF: dict[str, Family] = {s.name: family for family in FAMILIES for s in family.streams}
 DERIVED = ("agent_employee_map",)
+# what a connector declares, per system; files have no system of their own
+DECLARED: dict[str, tuple[Stream, ...]] = {CONTACT_CENTER_SYSTEM.name: cc.STREAMS, ONEC_SYSTEM.name: onec.STREAMS,
+                                           "files": planning.STREAMS}
+# `Stream.ids` → the stream whose landed rows (or today's answer) hold those ids
+ID_SOURCES: dict[str, Stream] = {"agents": cc.CC_AGENTS, "groups": cc.CC_GROUPS, "employees": onec.EMPLOYEES}
+
+
+@dataclass(frozen=True)
+class Registered:
+    """One stream's entry: its declaration, family (None for a file stream) and id source."""
+
+    stream: Stream
+    family: Family | None
+    id_source: Stream | None
+
+    def suite(self):
+        """The stream's GX suite (imports Great Expectations)."""
+        from engine.quality.suites import SUITES
+
+        return SUITES[self.stream.name]
+
+
+REGISTRY: dict[str, Registered] = {
+    s.name: Registered(s, FAMILY_OF.get(s.name), ID_SOURCES[s.ids] if s.ids else None) for s in IMPORTABLE.values()}
 
 
 def resolve(names: list[str]) -> list[Stream]:

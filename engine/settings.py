@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.settings import CONTACT_CENTER, ONEC, SourceSettings
+from connectors.settings import SourceSettings
+from connectors.systems import source_system
 from engine import database, paths
 
 
 class NotConfigured(RuntimeError):
     """A source the run needs has no settings."""
-
-
-HINTS = {CONTACT_CENTER: "set WFM_CC_URL (and WFM_CC_TOKEN or WFM_CC_USERNAME/WFM_CC_PASSWORD)",
-         ONEC: "set WFM_ONEC_URL, WFM_ONEC_USERNAME and WFM_ONEC_PASSWORD"}
 
 
 @dataclass(frozen=True)
@@ -24,13 +21,14 @@ class Settings:
     lake_path: str
 
     def source(self, system: str) -> SourceSettings:
-        found = self.contact_center if system == CONTACT_CENTER else self.onec
+        spec = source_system(system)
+        found = getattr(self, spec.key)
         if found is None:
-            raise NotConfigured(f"{system} is not configured: {HINTS[system]}")
+            raise NotConfigured(f"{system} is not configured: {spec.hint}")
         return found
 
     def configured(self, system: str) -> bool:
-        return (self.contact_center if system == CONTACT_CENTER else self.onec) is not None
+        return getattr(self, source_system(system).key) is not None
 
 
 def resolve_settings() -> Settings:

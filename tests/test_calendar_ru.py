@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from connectors.simulator import calendar_ru
-from connectors.simulator.calendar_ru import CalendarNotLoaded, norm_hours
+from connectors.simulator.onec import calendar_ru
+from connectors.simulator.onec.calendar_ru import CalendarNotLoaded, norm_hours
 
 D = dt.date
 

@@ -208,7 +208,7 @@ def test_ndjson_streams_line_by_line_and_a_json_array_is_read_whole(tmp_path):
 
 def test_a_large_csv_streams_in_bounded_chunks(tmp_path, monkeypatch):
     """Arrow memory while reading is bounded by the parse block and the chunk, not the file's size."""
-    from connectors import file_readers
+    from connectors.files import readers as file_readers
 
     monkeypatch.setattr(file_readers, "BLOCK", 1 << 20)
 

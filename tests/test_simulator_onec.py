@@ -9,9 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.simulator import calendar_ru
-from connectors.simulator.onec import OneCSystem
-from connectors.simulator.onec_data import Employee, add_months, month_end
+from connectors.simulator.onec import OneCSystem, calendar_ru
+from connectors.simulator.onec.data import Employee, add_months, month_end
 from connectors.simulator.world import SimConfig, World
 
 D = dt.date

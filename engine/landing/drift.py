@@ -17,7 +17,7 @@ missing from, or failing in, only some records is a bad row, not drift: those ro
 rejected one by one as before. Every change is upserted into `wfm_meta.schema_drift` in the
 window's landing transaction (first and last run that saw it, how many runs), so
 `record` must be called inside that transaction; `surface` logs and publishes a run's changes.
-File imports are not judged here: a file's columns have their own contract (`connectors/files.py`).
+File imports are not judged here: a file's columns have their own contract (`connectors/files/__init__.py`).
 """
 
 from __future__ import annotations

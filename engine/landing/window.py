@@ -88,7 +88,7 @@ def land_batch(plan: RunPlan, window: Window, parsed: Parsed, calls: dict[str, i
     deduplicated on the key and upserted in the same transaction as the ledger row. A window whose
     schema drifted (a required field missing, a type changed: `engine/landing/drift.py`) is held whole.
     """
-    # a file's columns have their own contract (connectors/files.py): drift is about API windows
+    # a file's columns have their own contract (connectors/files/__init__.py): drift is about API windows
     changes = drift.inspect(plan.stream, parsed) if plan.mode != "import" else drift.DriftReport(plan.stream.name)
     table = drift.with_extra(plan.stream, parsed)
     digest = None   # only runs that re-read landed windows (lookbacks, snapshots) can find one unchanged

@@ -18,7 +18,7 @@ from collections import defaultdict
 from typing import Iterable, Mapping, Sequence
 from zoneinfo import ZoneInfo
 
-from connectors.simulator.onec_data import Employee, OneCRoster, Row
+from connectors.simulator.onec.data import Employee, OneCRoster, Row
 
 MS_PER_HOUR = 3_600_000
 WORKED = ("Я", "Н", "РВ", "РВН", "С")

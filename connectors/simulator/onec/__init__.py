@@ -28,10 +28,10 @@ from typing import Any, Callable
 
 import orjson
 
-from connectors.simulator import calendar_ru
 from connectors.simulator.base import Clock, SimResponse
-from connectors.simulator.onec_data import Employee, OneCRoster, add_months, month_end
-from connectors.simulator.onec_timesheet import (
+from connectors.simulator.onec import calendar_ru
+from connectors.simulator.onec.data import Employee, OneCRoster, add_months, month_end
+from connectors.simulator.onec.timesheet import (
     MS_PER_HOUR,
     fact_document,
     is_night,

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import orjson
 
-from .file_readers import Chunk, FileRejected, FileSource
-from .file_rows import parse_records
-from .records import Field, Reject
+from connectors.files.readers import Chunk, FileRejected, FileSource
+from connectors.files.rows import parse_records
+from connectors.records import Field, Reject
 
 PEEK = 1_000               # records looked at to learn the columns
 

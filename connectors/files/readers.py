@@ -3,7 +3,7 @@
 CSV goes through pyarrow's streaming reader with every column read as bytes, so a row in another
 encoding or with the wrong number of fields is rejected with its row number instead of stopping
 the file; the last row is held back until the end of the file is seen, so a truncated last line
-is caught. Parquet is read a batch at a time. JSON and NDJSON: `connectors.file_json`.
+is caught. Parquet is read a batch at a time. JSON and NDJSON: `connectors.files.json_file`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from .file_rows import parse_table
-from .records import Field, Parsed, Reject
+from connectors.files.rows import parse_table
+from connectors.records import Field, Parsed, Reject
 
 BLOCK = 4 << 20            # bytes pyarrow parses at a time
 UTF8 = ("utf-8", "utf-8-sig", "utf-16")

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from . import file_json, file_readers
-from .file_readers import Chunk, FileRejected, FileSource
-from .file_rows import EXTRA_FIELD, file_fields
-from .records import Field
-from .streams import Stream
+from connectors.files import json_file, readers
+from connectors.files.readers import Chunk, FileRejected, FileSource
+from connectors.files.rows import EXTRA_FIELD, file_fields
+from connectors.records import Field
+from connectors.streams import Stream
 
 __all__ = ["CHUNK_ROWS", "Chunk", "ColumnMap", "FileRejected", "FileSource", "map_columns", "open_file",
            "parse_mapping", "read_chunks"]
@@ -86,7 +86,7 @@ def open_file(path: Path | str, file_format: str = "auto", encoding: str | None 
     encoding = encoding or _encoding(path, head)
     if kind == "csv":
         return _open_csv(path, size, head, encoding, delimiter)
-    return file_json.open_json(path, size, kind, encoding)
+    return json_file.open_json(path, size, kind, encoding)
 
 
 def _format(path: Path, head: bytes, requested: str) -> str:
@@ -274,7 +274,7 @@ def read_chunks(source: FileSource, columns: ColumnMap, rows: int = CHUNK_ROWS) 
     """The file's rows as typed chunks of at most `rows` rows, in file order."""
     if rows < 1:
         raise ValueError("chunk rows must be at least 1")
-    reader = {"csv": file_readers.csv_chunks, "parquet": file_readers.parquet_chunks,
-              "json": file_json.json_chunks, "ndjson": file_json.json_chunks}[source.format]
+    reader = {"csv": readers.csv_chunks, "parquet": readers.parquet_chunks,
+              "json": json_file.json_chunks, "ndjson": json_file.json_chunks}[source.format]
     return reader(source, columns.fields, rows)
 

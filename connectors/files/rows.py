@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .records import EXTRA, Field, Parsed, Reject, flatten, to_arrow
+from connectors.records import EXTRA, Field, Parsed, Reject, flatten, to_arrow
 
 __all__ = ["EXTRA_FIELD", "FileRecords", "file_fields", "name_rows", "parse_records", "parse_table"]
 
