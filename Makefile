@@ -11,7 +11,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED := false
 BENCH_STAMP := $(VENV)/.bench-stamp
 REPS ?= 3
 
-.PHONY: install test demo chaos bench bench-quick bench-connector clean
+.PHONY: install lint test demo chaos bench bench-quick bench-connector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
@@ -22,7 +22,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# ruff (pyflakes, pycodestyle, import order, bugbear) on the tree; mypy on connectors, engine, tasks, receiver
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pyarrow as pa
 
@@ -48,7 +49,7 @@ def _group_ids(agent: dict) -> list[str]:
 
 SNAPSHOT_AT = (pa.field("snapshot_at", pa.timestamp("us", tz="UTC")),)
 # a status or call not tied to a group keeps "" in service_id/group_id: a key value, not NULL
-NO_GROUP = dict(required=False, default="")
+NO_GROUP: dict[str, Any] = dict(required=False, default="")
 
 CC_SERVICES = Stream(
     name="cc_services", system=SYSTEM, endpoint="GET /personnel", request=plain("/personnel"),

@@ -71,9 +71,10 @@ def build_agent_employee_map(database_url: str, lake_path: str) -> dict[str, int
                 (table.column("agent_id").to_pylist(), table.column("employee_id").to_pylist())).rowcount
             if counts.inserted or counts.updated or stale:
                 ledger.mark_partitions(conn, AGENT_EMPLOYEE_MAP.name, [""], run_id)
-        counts = dict(conn.execute("SELECT matched_by, count(*) FROM wfm.agent_employee_map GROUP BY 1").fetchall())
+        by_kind: dict[str, int] = dict(
+            conn.execute("SELECT matched_by, count(*) FROM wfm.agent_employee_map GROUP BY 1").fetchall())
         lake.publish(conn, AGENT_EMPLOYEE_MAP, lake_path)
-    return {k: int(v) for k, v in counts.items()}
+    return {k: int(v) for k, v in by_kind.items()}
 
 
 

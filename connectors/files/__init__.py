@@ -252,7 +252,7 @@ def map_columns(stream: Stream, source: FileSource, mapping: dict[str, str] | No
     unclaimed = [c for c in source.columns if c not in mapping]
     chosen: list[Field] = []
     for f in fields:
-        column = inverse.get(f.column) or next((c for c in unclaimed if c in (f.column, *_aliases(f))), None)
+        column = inverse.get(f.column) or next((c for c in unclaimed if c in (f.column, *_aliases(f))), None)  # type: ignore[assignment]
         if column is not None and column in unclaimed:
             unclaimed.remove(column)
         chosen.append(Field(f.column, column or f.column, f.type, f.required, default=f.default))

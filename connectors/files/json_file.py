@@ -81,7 +81,7 @@ def json_chunks(source: FileSource, fields: Sequence[Field], rows: int) -> Itera
         items = ((i, r if isinstance(r, dict) else f"a JSON {type(r).__name__}, not an object",
                   source.size * i // total) for i, r in enumerate(source.records, 1))
     else:
-        items = _ndjson(source.path, source.encoding or "utf-8")
+        items = _ndjson(source.path, source.encoding or "utf-8")  # type: ignore[assignment]
     for number, batch in enumerate(_batched(items, rows), 1):
         records, rejects = [], []
         for row, item, _ in batch:

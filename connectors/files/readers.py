@@ -161,7 +161,7 @@ def _csv_chunk(source: FileSource, number: int, table: pa.Table, numbers: np.nda
                               {"_file": source.name, "_row": ending.last, **last}))
         table, numbers = table.slice(0, table.num_rows - 1), numbers[:-1]
     table, numbers, undecodable = _decode(source, table, numbers)
-    parsed = parse_table(source.name, numbers, table, fields, rejects + undecodable)
+    parsed = parse_table(source.name, numbers, table, fields, rejects + undecodable)  # type: ignore[arg-type]
     return Chunk(number, parsed, parsed.table.num_rows + len(parsed.rejects), position)
 
 
@@ -240,5 +240,5 @@ def parquet_chunks(source: FileSource, fields: Sequence[Field], rows: int) -> It
     for number, batch in enumerate(parquet.iter_batches(batch_size=rows, columns=needed), 1):
         numbers = np.arange(done + 1, done + 1 + batch.num_rows, dtype=np.int64)
         done += batch.num_rows
-        parsed = parse_table(source.name, numbers, pa.Table.from_batches([batch]), fields)
+        parsed = parse_table(source.name, numbers, pa.Table.from_batches([batch]), fields)  # type: ignore[arg-type]
         yield Chunk(number, parsed, batch.num_rows, source.size * done // max(source.rows or 1, 1))

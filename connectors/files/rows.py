@@ -96,7 +96,7 @@ def parse_table(file: str, rows: Sequence[int], table: pa.Table, fields: Sequenc
         keep = pa.array(converted.records, pa.int64())
         typed = {name: array if array is None else array.take(keep) for name, array in typed.items()}
         typed.update({f.column: converted.table.column(f.column) for f in slow})
-        table, rows = table.take(keep), [rows[i] for i in converted.records]  # type: ignore[index]
+        table, rows = table.take(keep), [rows[i] for i in converted.records]  # type: ignore[call-overload]
     schema = pa.schema([pa.field(f.column, f.arrow_type) for f in fields])
     parsed = Parsed(pa.Table.from_arrays([typed[f.column] for f in fields], schema=schema),
                     FileRecords(file, rows, table), out)  # type: ignore[arg-type]

@@ -171,7 +171,7 @@ def validate_file(spec: FileSpec) -> FileReport:
             report.note(rule_of(reject, columns), "error", _reject_example(reject))
         for row, names in result.failed_rows.items():
             for name in names:
-                report.note(name, "error", _check_example(parsed, row, name, to_file))
+                report.note(name, "error", _check_example(parsed, row, name, to_file))  # type: ignore[arg-type]
         for check in result.warnings:
             report.note(check.name, "warn", {"values": list(check.examples)} if check.examples else None,
                         check.unexpected_count)

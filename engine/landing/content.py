@@ -53,6 +53,6 @@ def _checks_version() -> bytes:
     """The checks' source and the GX version, read without importing GX (a run may not need it)."""
     digest = hashlib.blake2b(digest_size=16)
     for module in CHECK_MODULES:
-        digest.update(Path(importlib.util.find_spec(module).origin).read_bytes())
+        digest.update(Path(str(importlib.util.find_spec(module).origin)).read_bytes())
     digest.update(importlib.metadata.version("great_expectations").encode())
     return digest.digest()

@@ -63,10 +63,10 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str) -> 
     lists = {f.name for f in schema if pa.types.is_list(f.type)}
     select = [sql.SQL("to_json({0})::text AS {0}").format(sql.Identifier(n)) if n in lists else sql.Identifier(n)
               for n in schema.names]
-    where = sql.SQL("")
+    where: sql.Composable = sql.SQL("")
     if partition:
         day = dt.date.fromisoformat(partition.split("=", 1)[1])
-        column = sql.Identifier(stream.partition)
+        column = sql.Identifier(str(stream.partition))
         if dict(columns(stream))[stream.partition] == "date":
             where = sql.SQL(" WHERE {} = {}").format(column, sql.Literal(day))
         else:

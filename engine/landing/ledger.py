@@ -219,4 +219,4 @@ def finish_run(conn: psycopg.Connection, run_id: uuid.UUID, status: str, error: 
                 watermark_after = (SELECT value FROM {META}.watermarks m WHERE m.stream = r.stream)
                 WHERE run_id = %s RETURNING *""", (status, error, run_id))
         cols = [c.name for c in row.description]
-        return dict(zip(cols, row.fetchone()))
+        return dict(zip(cols, row.fetchone()))  # type: ignore[arg-type]

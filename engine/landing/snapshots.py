@@ -66,7 +66,7 @@ def land_snapshot(stream_name: str, source: SourceSettings, database_url: str, l
             ledger.finish_run(conn, run_id, "failed", str(exc).splitlines()[0][:2000] if str(exc) else None)
         raise
     committed = time.perf_counter()
-    held = [r.message for r in reports if r.status != "landed"]
+    held = [r.message or r.status for r in reports if r.status != "landed"]
     with psycopg.connect(database_url, autocommit=True) as conn:
         run = ledger.finish_run(conn, run_id, "failed" if held else "completed", "; ".join(held)[:2000] or None)
         lake.publish(conn, stream, lake_path)

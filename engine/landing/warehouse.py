@@ -54,14 +54,14 @@ def columns(stream: Stream) -> list[tuple[str, str]]:
     return declared + [(f.name, pg_type(f.type)) for f in stream.extra] + [(EXTRA, "jsonb")]
 
 
-def table_ident(stream_or_name: Stream | str) -> sql.Composed:
+def table_ident(stream_or_name: Stream | str) -> sql.Identifier:
     name = stream_or_name if isinstance(stream_or_name, str) else stream_or_name.name
     return sql.Identifier(SCHEMA, name)
 
 
 def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
     """Create the stream's table if it does not exist, or add `_extra` to an older one (idempotent)."""
-    cols = [sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(kind),
+    cols: list[sql.Composable] = [sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(kind),
                                       sql.SQL(" NOT NULL") if name in stream.key else sql.SQL(""))
             for name, kind in columns(stream)]
     cols += [sql.SQL("_run_id uuid NOT NULL"), sql.SQL("_extracted_at timestamptz NOT NULL")]
@@ -138,7 +138,7 @@ def upsert(conn: psycopg.Connection, stream: Stream, table: pa.Table, run_id: uu
              key=sql.SQL(", ").join(map(sql.Identifier, stream.key)),
              action=(sql.SQL("UPDATE SET {} WHERE {}").format(sql.SQL(", ").join(assignments), changed)
                      if data_cols else sql.SQL("NOTHING")))
-    inserted, touched = conn.execute(statement, (run_id, extracted_at)).fetchone()
+    inserted, touched = conn.execute(statement, (run_id, extracted_at)).fetchone()  # type: ignore[misc]
     return UpsertCounts(inserted, touched - inserted, table.num_rows - touched)
 
 

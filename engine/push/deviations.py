@@ -124,7 +124,7 @@ def day_rows(employee_id: str, tz: str, agent_ids: str, shifts: list, sessions: 
         present = [(s, min(ms, SLOT_MS)) for s, ms in sorted(slots.get(day, {}).items()) if ms]
         night_ms = sum(ms for s, ms in present if is_night(s, tz))
         fact_ms = sum(ms for _, ms in present)
-        rows = classify(*plans[day], fact_ms - night_ms, night_ms)
+        rows = classify(*plans[day], fact_ms - night_ms, night_ms)  # type: ignore[call-arg]
         if not rows:
             continue
         loginfo = [{"start": iso(s), "time": ms} for s, ms in present]

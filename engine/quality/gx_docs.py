@@ -24,6 +24,7 @@ from great_expectations.data_context.types.base import (
     InMemoryStoreBackendDefaults,
     ProgressBarsConfig,
 )
+from great_expectations.expectations.metadata_types import FailureSeverity
 
 from engine.quality.rules import ERROR, Rule
 
@@ -43,7 +44,8 @@ def run_checkpoint(sqlalchemy_url: str, queries: list[tuple[Rule, str]], docs_di
                 .add_batch_definition_whole_table("all rows")
             suite = context.suites.add(gx.ExpectationSuite(name=f"reconcile.{subject}", expectations=[
                 gxe.UnexpectedRowsExpectation(unexpected_rows_query=query, description=rule.description,
-                                              severity="critical" if rule.severity == ERROR else "warning",
+                                              severity=(FailureSeverity.CRITICAL if rule.severity == ERROR
+                                                        else FailureSeverity.WARNING),
                                               meta={"rule": rule.name})
                 for rule, query in queries if rule.subject == subject]))
             definitions.append(context.validation_definitions.add(

@@ -72,7 +72,8 @@ def replay_stream(database_url: str, stream_name: str, ids: list[int] | None = N
                   run: str | None = None) -> ReplayReport:
     """Replay one stream's held rows (optionally only `ids` or those of `run`); see the module docstring."""
     stream = catalog.IMPORTABLE[stream_name]
-    report = ReplayReport(stream_name, uuid.uuid4())
+    run_id = uuid.uuid4()
+    report = ReplayReport(stream_name, run_id)
     now = dt.datetime.now(dt.timezone.utc)
     where, params = _where(stream_name, ids, run)
     with psycopg.connect(database_url) as conn:
@@ -86,16 +87,16 @@ def replay_stream(database_url: str, stream_name: str, ids: list[int] | None = N
                 report.run_id = None
                 return report
             span = Window(min(h[1] for h in held), max(h[2] for h in held))
-            ledger.start_run(conn, report.run_id, stream_name, "replay", span.start, span.end, [span], now)
+            ledger.start_run(conn, run_id, stream_name, "replay", span.start, span.end, [span], now)
             by_window: dict[tuple, dict[str, dict]] = {}
             for _, start, end, record, digest in held:     # one record per digest: it may have two reasons
                 by_window.setdefault((start, end), {})[digest] = record
             report.records = sum(len(records) for records in by_window.values())
             good, passed = _judge(stream, by_window)
             counts = _land(conn, stream, good, passed, report, now)
-            ledger.record_window(conn, report.run_id, span, "landed", counts)
-            ledger.mark_partitions(conn, stream_name, report.partitions, report.run_id)
-        ledger.finish_run(conn, report.run_id, "completed")
+            ledger.record_window(conn, run_id, span, "landed", counts)
+            ledger.mark_partitions(conn, stream_name, report.partitions, run_id)
+        ledger.finish_run(conn, run_id, "completed")
     return report
 
 
@@ -119,7 +120,7 @@ def _land(conn: psycopg.Connection, stream: Stream, good: pa.Table | None, passe
     counts: dict[str, Any] = {}
     if good is not None and good.num_rows:
         clean = warehouse.deduplicate(good, stream.key)
-        upserted = warehouse.upsert(conn, stream, clean, report.run_id, now)
+        upserted = warehouse.upsert(conn, stream, clean, report.run_id, now)  # type: ignore[arg-type]
         counts.update(duplicates_removed=good.num_rows - clean.num_rows, rows_inserted=upserted.inserted,
                       rows_updated=upserted.updated, rows_unchanged=upserted.unchanged)
         report.rows_inserted, report.rows_updated = upserted.inserted, upserted.updated

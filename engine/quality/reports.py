@@ -194,7 +194,8 @@ def bar_chart(counts: dict[str, dict[str, int]], width: int = 720) -> str:
     left, bar_w = 200, width - 200 - 260
     parts = []
     for n, (stream, by_status) in enumerate(sorted(counts.items())):
-        x, y = left, 10 + 24 * n
+        x: float = left
+        y = 10 + 24 * n
         parts.append(f"<text x='{left - 8}' y='{y + 13}' text-anchor='end'>{html.escape(stream)}</text>")
         for status, count in sorted(by_status.items()):
             w = bar_w * count / most
