@@ -50,7 +50,7 @@ def _lock(conn: psycopg.Connection, kind: str) -> None:
 
 
 def _refused(database_url: str, entry: outbox.Entry, message: str | None) -> None:
-    webhooks.emit(database_url, "push.refused", {"kind": entry.kind, "employee_id": entry.employee_id,
+    webhooks.send_event(database_url, "push.refused", {"kind": entry.kind, "employee_id": entry.employee_id,
                                                  "period": entry.period, "message": message})
 
 

@@ -16,7 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from blocks import load_settings
-from wfm.check import CheckResult, check_command, public_target, run_checks
+from wfm.check import ReachResult, check_command, public_target, run_checks
 
 CC_TOKEN, ONEC_PASSWORD, DB_PASSWORD = "cc-token-good-7g", "onec-password-good-8h", "db-password-9i"
 WRONG_TOKEN = "cc-token-wrong-0j"
@@ -92,7 +92,7 @@ def environment(server: SourceServer, tmp_path, **overrides: str) -> dict[str, s
     return {**env, **overrides}
 
 
-def by_system(results: list[CheckResult]) -> dict[str, CheckResult]:
+def by_system(results: list[ReachResult]) -> dict[str, ReachResult]:
     return {result.system: result for result in results}
 
 

@@ -46,7 +46,7 @@ STYLES = {"OK": "green", "FAILED": "bold red", "SKIPPED": "yellow"}
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class ReachResult:
     """The outcome of checking one system."""
 
     system: str
@@ -57,7 +57,7 @@ class CheckResult:
 
 
 def run_checks(connections: Connections | None = None, *, timeout: float = 10.0,
-               database: bool = False) -> list[CheckResult]:
+               database: bool = False) -> list[ReachResult]:
     """Check every system, in a fixed order; `database` starts the embedded PostgreSQL if need be."""
     from blocks import load_settings
 
@@ -76,36 +76,36 @@ def run_checks(connections: Connections | None = None, *, timeout: float = 10.0,
 
 
 def check_source(system: str, connection: ContactCenterConnection | OneCConnection | None, path: str,
-                 summarize: Callable[[Any], str], *, timeout: float, hint: str) -> CheckResult:
+                 summarize: Callable[[Any], str], *, timeout: float, hint: str) -> ReachResult:
     """One GET through the connectors' client: reachable, authenticated, answering the contract."""
     if connection is None:
-        return CheckResult(system, "-", "SKIPPED", None, hint)
+        return ReachResult(system, "-", "SKIPPED", None, hint)
     target = public_target(connection.url)
     settings = dataclasses.replace(connection.settings(), timeout=timeout, retry=CHECK_RETRY)
     try:
         client = settings.client()
     except ValueError as exc:   # an auth style without its credentials
-        return CheckResult(system, target, "FAILED", None, f"misconfigured: {exc}")
+        return ReachResult(system, target, "FAILED", None, f"misconfigured: {exc}")
     with client:
         started = time.perf_counter()
         try:
             payload = client.request_json("GET", path)
         except SourceError as exc:
             latency = _elapsed_ms(started)
-            return CheckResult(system, target, "FAILED", latency, _source_error_detail(exc, connection.url, timeout))
+            return ReachResult(system, target, "FAILED", latency, _source_error_detail(exc, connection.url, timeout))
         latency = _elapsed_ms(started)
     try:
-        return CheckResult(system, target, "OK", latency, f"GET {path}: {summarize(payload)}")
+        return ReachResult(system, target, "OK", latency, f"GET {path}: {summarize(payload)}")
     except (KeyError, TypeError, IndexError, AttributeError):
-        return CheckResult(system, target, "FAILED", latency, f"GET {path}: the answer does not follow the contract")
+        return ReachResult(system, target, "FAILED", latency, f"GET {path}: the answer does not follow the contract")
 
 
 def check_warehouse(warehouse: WarehouseConnection | None, *, timeout: float,
-                    start_embedded: bool) -> CheckResult:
+                    start_embedded: bool) -> ReachResult:
     """`select 1` on the configured PostgreSQL; the embedded one only when asked to start it."""
     if warehouse is None:
         if not start_embedded:
-            return CheckResult(WAREHOUSE, "embedded", "SKIPPED", None,
+            return ReachResult(WAREHOUSE, "embedded", "SKIPPED", None,
                                "embedded (started on demand); --database starts and checks it")
         target, dsn = "embedded", _embedded_dsn
     else:
@@ -114,11 +114,11 @@ def check_warehouse(warehouse: WarehouseConnection | None, *, timeout: float,
     try:
         version = _select_one(dsn(), timeout)
     except Exception as exc:  # noqa: BLE001 - any failure is the check's answer, not a crash
-        return CheckResult(WAREHOUSE, target, "FAILED", _elapsed_ms(started), _database_detail(exc))
-    return CheckResult(WAREHOUSE, target, "OK", _elapsed_ms(started), f"select 1 (PostgreSQL {version})")
+        return ReachResult(WAREHOUSE, target, "FAILED", _elapsed_ms(started), _database_detail(exc))
+    return ReachResult(WAREHOUSE, target, "OK", _elapsed_ms(started), f"select 1 (PostgreSQL {version})")
 
 
-def check_lake(lake: LakeLocation | None) -> CheckResult:
+def check_lake(lake: LakeLocation | None) -> ReachResult:
     """Write and remove a probe file under the lake's root (the default lake when none is configured)."""
     suffix = ""
     if lake is None:
@@ -135,9 +135,9 @@ def check_lake(lake: LakeLocation | None) -> CheckResult:
         fs.pipe_file(probe, b"wfm check\n")
         fs.rm_file(probe)
     except Exception as exc:  # noqa: BLE001 - any failure is the check's answer, not a crash
-        return CheckResult(LAKE, target, "FAILED", _elapsed_ms(started), f"not writable: {_one_line(exc)}")
+        return ReachResult(LAKE, target, "FAILED", _elapsed_ms(started), f"not writable: {_one_line(exc)}")
     protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return CheckResult(LAKE, target, "OK", _elapsed_ms(started), f"writable ({protocol})")
+    return ReachResult(LAKE, target, "OK", _elapsed_ms(started), f"writable ({protocol})")
 
 
 def public_target(url: str) -> str:
@@ -154,7 +154,7 @@ def public_target(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{port}' if port else ''}{parts.path}{'?' + where if where else ''}"
 
 
-def results_table(results: Iterable[CheckResult], origin: Mapping[str, str] | None = None) -> Table:
+def results_table(results: Iterable[ReachResult], origin: Mapping[str, str] | None = None) -> Table:
     """The rich table `wfm check` prints; cell text is never read as rich markup."""
     table = Table(title="wfm check", caption=_origin_caption(origin or {}))
     for column in ("system", "target", "status", "latency ms", "detail"):
@@ -281,7 +281,7 @@ def _secret_values(connections: Connections) -> set[str]:
     return {value for value in values if value}
 
 
-def _masked(result: CheckResult, secrets: set[str]) -> CheckResult:
+def _masked(result: ReachResult, secrets: set[str]) -> ReachResult:
     target, detail = result.target, result.detail
     for secret in sorted(secrets, key=len, reverse=True):
         target, detail = target.replace(secret, "***"), detail.replace(secret, "***")

@@ -36,10 +36,10 @@ from engine.derived import AGENT_EMPLOYEE_MAP
 from engine.landing import lake, ledger, warehouse
 from engine.push.schedules import (
     MS_PER_HOUR,
-    content_hash,
     is_night,
     local_day,
     local_midnight,
+    payload_hash,
     shift_hours,
     site_timezones,
     timezone_of,
@@ -135,7 +135,7 @@ def day_rows(employee_id: str, tz: str, agent_ids: str, shifts: list, sessions: 
                   "deviation_hours": round(sum(h for _, h in rows), 2),
                   "rows": orjson.dumps([{"timetype": c, "hours": h} for c, h in rows]).decode(),
                   "loginfo": orjson.dumps(loginfo).decode(), "date_start": max(date_start, local_midnight(day, tz))}
-        record["content_hash"] = content_hash({k: str(v) for k, v in record.items()})
+        record["content_hash"] = payload_hash({k: str(v) for k, v in record.items()})
         out.append(record)
     return out
 

@@ -125,7 +125,7 @@ class ScheduleMonth:
     skipped: str | None = None               # a reason not to send, e.g. no shift within employment
 
 
-def content_hash(payload: dict) -> str:
+def payload_hash(payload: dict) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -170,7 +170,7 @@ def _month(employee_id: str, month: str, shifts: list, tz: str, hired: dt.date |
         entries.append({"date_start": iso(start), "daily_hours": daily, "night_hours": night})
     payload = {"agentId": employee_id, "period1": local_midnight(first, tz).isoformat(),
                "period2": local_midnight(last, tz).isoformat(), "shift": entries}
-    out = ScheduleMonth(employee_id, month, payload, content_hash(payload))
+    out = ScheduleMonth(employee_id, month, payload, payload_hash(payload))
     if not known:
         out.skipped = "employee not in wfm.employees (sync onec_personnel first)"
     elif not entries:

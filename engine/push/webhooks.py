@@ -39,7 +39,7 @@ from cryptography.fernet import Fernet, InvalidToken
 
 from engine.landing.ledger import META
 
-__all__ = ["EVENTS", "sign", "verify_signature", "check_signature", "emit", "notify_run", "deliver_event",
+__all__ = ["EVENTS", "sign", "verify_signature", "check_signature", "send_event", "notify_run", "deliver_event",
            "add_subscriber", "list_subscribers", "remove_subscriber", "subscriber_secret"]
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def deliver_event(database_url: str, event_type: str, data: dict, subscriber_id:
         return [a for f in futures for a in f.result()]
 
 
-def emit(database_url: str, event_type: str, data: dict) -> list[Attempt]:
+def send_event(database_url: str, event_type: str, data: dict) -> list[Attempt]:
     """Best-effort `deliver_event`: a database or delivery failure is logged, never raised."""
     try:
         with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
@@ -282,7 +282,7 @@ def notify_run(database_url: str, run: dict) -> None:
     """The events of a finished stream run: `sync.completed` or `sync.failed`, and
     `quality.gate_failed` when the gate held windows back. Never raises."""
     data = {k: run.get(k) for k in RUN_FIELDS}
-    emit(database_url, "sync.completed" if run.get("status") == "completed" else "sync.failed", data)
+    send_event(database_url, "sync.completed" if run.get("status") == "completed" else "sync.failed", data)
     if run.get("windows_held"):
         try:
             with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
@@ -291,5 +291,5 @@ def notify_run(database_url: str, run: dict) -> None:
                                     (run["run_id"],)).fetchall()
         except Exception:
             held = []
-        emit(database_url, "quality.gate_failed",
+        send_event(database_url, "quality.gate_failed",
              {**data, "held": [{"window_start": w, "message": m} for w, m in held]})

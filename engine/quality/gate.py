@@ -7,7 +7,7 @@
 `validate` turns the Arrow table into a pandas frame and runs the suite through one ephemeral
 GX context per process, made on first use. GX keeps the batch being validated inside its
 execution engine under the asset's name, so two threads validating at once would read each
-other's data: a lock lets one batch through at a time. A validation returns one `CheckResult`
+other's data: a lock lets one batch through at a time. A validation returns one `ExpectationResult`
 per expectation and, for the CRITICAL ones, the index of every failing row (GX's COMPLETE
 result format lists all of them, not a sample), so the caller quarantines exactly those rows
 with the names of the checks they failed. WARNING expectations are recorded, never enforced.
@@ -32,7 +32,7 @@ from great_expectations.expectations.metadata_types import FailureSeverity
 from connectors.records import Reject
 from engine.quality.suites import SUITES, Suite, check_name
 
-__all__ = ["CheckResult", "GateDecision", "QualityCheckError", "ValidationResult", "gate", "validate"]
+__all__ = ["ExpectationResult", "GateDecision", "QualityCheckError", "ValidationResult", "gate", "validate"]
 
 ERROR, WARN = "error", "warn"
 EXAMPLES = 3
@@ -46,7 +46,7 @@ class QualityCheckError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class ExpectationResult:
     """One expectation's verdict on one batch."""
 
     name: str                   # "ExpectColumnPairValuesAToBeGreaterThanB(ended_at, started_at)"
@@ -62,7 +62,7 @@ class ValidationResult:
 
     stream: str
     rows: int
-    checks: list[CheckResult] = field(default_factory=list)
+    checks: list[ExpectationResult] = field(default_factory=list)
     failed_rows: dict[int, list[str]] = field(default_factory=dict)  # row -> names of failed checks
     seconds: float = 0.0
 
@@ -77,12 +77,12 @@ class ValidationResult:
         return len(self.failed_rows) / self.rows if self.rows else 0.0
 
     @property
-    def errors(self) -> list[CheckResult]:
+    def errors(self) -> list[ExpectationResult]:
         """The error-severity checks that failed."""
         return [c for c in self.checks if c.severity == ERROR and not c.success]
 
     @property
-    def warnings(self) -> list[CheckResult]:
+    def warnings(self) -> list[ExpectationResult]:
         """The warn-severity checks that failed: recorded, not enforced."""
         return [c for c in self.checks if c.severity == WARN and not c.success]
 
@@ -186,10 +186,10 @@ def _batch_definitions() -> dict[str, BatchDefinition]:
             for name in SUITES}
 
 
-def _read(stream_name: str, results: list, suite: Suite) -> tuple[list[CheckResult], dict[int, list[str]]]:
+def _read(stream_name: str, results: list, suite: Suite) -> tuple[list[ExpectationResult], dict[int, list[str]]]:
     """Checks in the suite's order, and the failing rows of the error-severity ones."""
     outcomes = {check_name(outcome.expectation_config): outcome for outcome in results}
-    checks: list[CheckResult] = []
+    checks: list[ExpectationResult] = []
     failed_rows: dict[int, list[str]] = {}
     for expectation in suite.expectations.expectations:
         name = check_name(expectation.configuration)
@@ -199,7 +199,7 @@ def _read(stream_name: str, results: list, suite: Suite) -> tuple[list[CheckResu
             raise QualityCheckError(f"{stream_name}: {name} could not run: {error}")
         severity = ERROR if expectation.severity == FailureSeverity.CRITICAL else WARN
         examples = tuple(_show(v) for v in found.get("partial_unexpected_list", [])[:EXAMPLES])
-        checks.append(CheckResult(name, severity, bool(outcome.success), int(found.get("unexpected_count") or 0),
+        checks.append(ExpectationResult(name, severity, bool(outcome.success), int(found.get("unexpected_count") or 0),
                                   examples))
         if severity == ERROR and not outcome.success:
             if "unexpected_index_list" not in found:

@@ -44,7 +44,7 @@ from engine.push import webhooks
 from engine.quality import reports
 from engine.quality.rules import ERROR, RULES, WARN, Rule
 
-__all__ = ["CheckResult", "Outcome", "Tolerances", "period_days", "reconcile", "reconcile_landed"]
+__all__ = ["RuleResult", "Outcome", "Tolerances", "period_days", "reconcile", "reconcile_landed"]
 
 STREAMS = {**catalog.STREAMS, AGENT_EMPLOYEE_MAP.name: AGENT_EMPLOYEE_MAP}
 _GX_LOCK = threading.Lock()
@@ -68,7 +68,7 @@ class Tolerances:
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class RuleResult:
     """One rule's verdict on one partition, shaped like a GX expectation result."""
 
     check: str
@@ -84,24 +84,24 @@ class CheckResult:
 class Outcome:
     """What one reconciliation step found and did."""
 
-    results: list[CheckResult] = field(default_factory=list)
+    results: list[RuleResult] = field(default_factory=list)
     held: set[tuple[str, str]] = field(default_factory=set)       # (table, partition) held now
     released: set[tuple[str, str]] = field(default_factory=set)   # holds lifted by this step
     published: dict[str, list[str]] = field(default_factory=dict)
     docs: str | None = None          # the Data Docs index, when the step checked anything
 
     @property
-    def errors(self) -> list[CheckResult]:
+    def errors(self) -> list[RuleResult]:
         return [r for r in self.results if r.severity == ERROR and not r.success]
 
     @property
-    def warnings(self) -> list[CheckResult]:
+    def warnings(self) -> list[RuleResult]:
         return [r for r in self.results if r.severity == WARN and not r.success]
 
     @property
     def message(self) -> str:
         """One line per failing rule: `calls_within_logins held agent_calls date=2026-11-10 (3 rows: ...)`."""
-        def line(r: CheckResult) -> str:
+        def line(r: RuleResult) -> str:
             verb = "held" if r.severity == ERROR else "warns on"
             return f"{r.check} {verb} {r.table} {r.partition} ({r.unexpected_count} rows: {'; '.join(r.examples[:1])})"
         return "; ".join(line(r) for r in [*self.errors, *self.warnings])
@@ -150,7 +150,7 @@ def reconcile_landed(database_url: str, lake_path: str, run_id: uuid.UUID, lande
         logger.warning("reconciliation %s (%s) failed on %s %s: %d rows, e.g. %s", r.check, r.severity, r.table,
                        r.partition, r.unexpected_count, "; ".join(r.examples[:1]))
     if failing:
-        webhooks.emit(database_url, "quality.gate_failed", {
+        webhooks.send_event(database_url, "quality.gate_failed", {
             "source": "reconciliation", "run_id": str(run_id), "stream": label,
             "held": sorted(f"{t} {p}" for t, p in outcome.held),
             "checks": [{"check": r.check, "severity": r.severity, "table": r.table, "partition": r.partition,
@@ -212,7 +212,7 @@ def render(rule: Rule, days: list[dt.date], tolerances: Tolerances) -> str:
 
 
 def _validate(database_url: str, plans: list[tuple[Rule, list[dt.date]]], tolerances: Tolerances,
-              docs_dir: Path, run_id: uuid.UUID) -> tuple[list[CheckResult], str]:
+              docs_dir: Path, run_id: uuid.UUID) -> tuple[list[RuleResult], str]:
     """Run the plans as one GX checkpoint (Data Docs built by its action); results per rule and day."""
     from engine.quality.gx_docs import run_checkpoint
 
@@ -224,7 +224,7 @@ def _validate(database_url: str, plans: list[tuple[Rule, list[dt.date]]], tolera
         found = {str(row["partition"])[:10]: row for row in failing[rule.name]}
         for day in days:
             row = found.get(day.isoformat())
-            results.append(CheckResult(rule.name, rule.severity, rule.subject, lake.partition_name(day),
+            results.append(RuleResult(rule.name, rule.severity, rule.subject, lake.partition_name(day),
                                        row is None, int(row["unexpected_count"]) if row else 0,
                                        tuple(row["examples"] or ()) if row else ()))
     return results, docs
