@@ -22,7 +22,7 @@ from prefect.context import get_run_context
 from prefect.utilities.annotations import quote
 
 from connectors import files
-from engine import progress
+from engine import progress, schema
 from engine.bulk.export import ExportSpec
 from engine.bulk.files import FileSpec, chunk_window, finish_import, open_spec, quarantined_examples, start_import
 from engine.settings import resolve_settings
@@ -61,6 +61,7 @@ def bulk_import(path: Path, stream: str, mapping: dict[str, str] | None = None, 
     if columns.ignored:
         logger.warning("%s: columns %s are not fields of %s: ignored", source.name, ", ".join(columns.ignored), stream)
     settings = resolve_settings()
+    schema.ensure(settings.database_url)
     plan = start_import(settings.database_url, columns.stream, source, threshold, _flow_run_id())
     label, done, held = f"import {source.name}", 0, []
     progress.emit("start", label, source.size)

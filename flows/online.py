@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors.settings import CONTACT_CENTER
+from engine import schema
 from engine.landing.snapshots import STREAMS, TARGET_SECONDS, UTC, group_ids_of, prepare
 from engine.settings import resolve_settings
 from tasks.online import land_snapshot
@@ -24,6 +25,7 @@ def sync_online() -> dict:
     """Land one snapshot of agent statuses and group load; returns each stream's pull→commit time."""
     logger = get_run_logger()
     settings = resolve_settings()
+    schema.ensure(settings.database_url)
     source = settings.source(CONTACT_CENTER)
     prepare(settings.database_url)
     now = dt.datetime.now(UTC).replace(microsecond=0)

@@ -27,6 +27,7 @@ from connectors.errors import AuthenticationFailed, SourceError, SourceRejected
 from connectors.http import SourceClient
 from connectors.settings import ONEC
 from connectors.streams import Window, fetch, id_batches
+from engine import schema
 from engine.landing.window import client_for
 from engine.push import outbox, webhooks
 from engine.push.deviations import CODES, confirmed
@@ -59,6 +60,7 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
     """Send every changed employee-month of planned shifts from `since` (default: the previous month)."""
     logger = get_run_logger()
     settings = resolve_settings()
+    schema.ensure(settings.database_url)
     client = client_for(settings.source(ONEC))
     today = dt.datetime.now(UTC).date()
     since = since or (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
@@ -178,6 +180,7 @@ def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool 
     """Send each confirmed deviation to 1C exactly once, after resolving earlier lost answers."""
     logger = get_run_logger()
     settings = resolve_settings()
+    schema.ensure(settings.database_url)
     client = client_for(settings.source(ONEC))
     tally: dict[str, int] = defaultdict(int)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
@@ -224,6 +227,7 @@ def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool 
 def deviations(start: dt.date | None = None, end: dt.date | None = None) -> dict:
     """Rebuild the deviations of [start, end] (default: the last 31 days up to yesterday)."""
     settings = resolve_settings()
+    schema.ensure(settings.database_url)
     end = end or dt.datetime.now(UTC).date() - dt.timedelta(days=1)
     start = start or end - dt.timedelta(days=30)
     if end < start:

@@ -12,7 +12,7 @@ import dataclasses
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
-from engine import catalog
+from engine import catalog, schema
 from engine.quality import replay
 from engine.settings import resolve_settings
 from tasks.checks import reconcile_landed, replay_quarantined
@@ -23,6 +23,7 @@ from tasks.sync import publish_lake
 def replay_quarantine(stream: str | None = None, ids: list[int] | None = None, run: str | None = None) -> list[dict]:
     """Replay held rows (all, one stream's, some ids or one run's); returns one summary per stream."""
     settings = resolve_settings()
+    schema.ensure(settings.database_url)
     if stream is not None and stream not in catalog.IMPORTABLE:
         raise ValueError(f"unknown stream {stream!r}")
     summaries = []

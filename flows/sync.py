@@ -20,7 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors.contact_center import personnel_ids
 from connectors.streams import Stream, Window, windows
-from engine import catalog, progress
+from engine import catalog, progress, schema
 from engine.landing import drift, ledger, warehouse
 from engine.landing.limits import source_slot
 from engine.landing.window import RunPlan, client_for
@@ -88,8 +88,8 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
     declared = catalog.STREAMS[stream]
     settings = resolve_settings()
     now = dt.datetime.now(UTC).replace(microsecond=0)
+    schema.ensure(settings.database_url)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        ledger.ensure_meta(conn)
         warehouse.ensure_table(conn, declared)
         if declared.ids == "employees":
             warehouse.ensure_table(conn, catalog.STREAMS["employees"])

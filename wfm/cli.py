@@ -48,6 +48,14 @@ def runs(limit: Annotated[int, typer.Option(help="how many runs")] = 20,
     guarded(lambda: show_runs(console, limit, stream))
 
 
+@app.command()
+def migrate() -> None:
+    """Bring the warehouse's schema to this release (every sync does it too); idempotent."""
+    from wfm.commands import run_migrate
+
+    guarded(lambda: run_migrate(console))
+
+
 def _register_quality() -> None:
     """`wfm quarantine [list|show|replay|discard]` and `wfm quality` (see wfm/quality_commands.py)."""
     from wfm.quality_commands import quality_command, quarantine_app

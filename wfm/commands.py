@@ -90,6 +90,18 @@ def _connect() -> psycopg.Connection:
     return psycopg.connect(database.database_url(), autocommit=True)
 
 
+def run_migrate(console: Console) -> None:
+    from engine import schema
+
+    with _connect() as conn:
+        ran = schema.migrate(conn)
+        recorded = schema.applied(conn)
+    for step in ran:
+        console.print(f"applied migration {step.version}: {step.name}", highlight=False)
+    latest = max(recorded, default=0)
+    console.print(f"schema is current (migration {latest}, {len(ran)} applied now)", highlight=False)
+
+
 def show_runs(console: Console, limit: int, stream: str | None) -> None:
     from engine.landing import ledger
 

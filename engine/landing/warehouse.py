@@ -61,9 +61,10 @@ def table_ident(stream_or_name: Stream | str) -> sql.Identifier:
 
 def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
     """Create the stream's table if it does not exist, or add `_extra` to an older one (idempotent)."""
-    cols: list[sql.Composable] = [sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(kind),
-                                      sql.SQL(" NOT NULL") if name in stream.key else sql.SQL(""))
-            for name, kind in columns(stream)]
+    cols: list[sql.Composable] = [
+        sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(kind),
+                                  sql.SQL(" NOT NULL") if name in stream.key else sql.SQL(""))
+        for name, kind in columns(stream)]
     cols += [sql.SQL("_run_id uuid NOT NULL"), sql.SQL("_extracted_at timestamptz NOT NULL")]
     ddl = sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
         table_ident(stream), sql.SQL(", ").join(cols), sql.SQL(", ").join(map(sql.Identifier, stream.key)))
