@@ -1,23 +1,29 @@
-# Two commands do all the set-up on a fresh machine with Python >= 3.11:
-#   make test   creates .venv, installs the project with its test extras, runs pytest
-#   make demo   creates .venv, installs, syncs a simulated week into an embedded PostgreSQL + Parquet
+# Two commands do all the set-up on a fresh machine with Python >= 3.11 and pip:
+#   make test   creates .venv, installs the project with its test extras from uv.lock, runs pytest
+#   make demo   creates .venv, installs from uv.lock, syncs a simulated week into an embedded PostgreSQL + Parquet
+# The install is locked: pip only bootstraps uv (the version uv.lock pins, so `uv sync` keeps it),
+# then `uv sync --locked` installs exactly uv.lock and refuses a lock that pyproject.toml outgrew.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+UV_VERSION := 0.13.9
+UV     := $(BIN)/uv
+SYNC   := $(UV) sync --quiet --locked
 export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export UV_PYTHON_DOWNLOADS := never
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 REPS ?= 3
 
 .PHONY: install lint test demo chaos bench bench-quick bench-connector clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	test -x $(UV) || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(SYNC) --extra test
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,8 +44,8 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 # issue 9: wfm vs the floor vs dlt in one run (bench/run.py); `make bench REPS=1` for a shorter run
-$(BENCH_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+$(BENCH_STAMP): $(STAMP)
+	$(SYNC) --extra test --extra bench
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
