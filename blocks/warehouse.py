@@ -1,15 +1,27 @@
-"""The analytics warehouse (PostgreSQL) as a Prefect block: its URL and its two schemas."""
+"""The analytics warehouse (PostgreSQL) as a Prefect block: its URL.
+
+The tables always live in the schemas `wfm` and `wfm_meta` (every query, migration and the
+reconciliation SQL name them). The block once had `schema_name`/`meta_schema` fields that
+nothing read; they are gone, and a block document saved with them still loads (a value other
+than the schema actually used is reported in a warning, not silently kept).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from prefect.blocks.core import Block
-from pydantic import ConfigDict, Field, SecretStr, field_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 SCHEMES = ("postgresql", "postgres")
 SQLALCHEMY_DRIVER = "postgresql+psycopg"
+# fields of older saved documents -> the schema the pipelines use regardless
+RETIRED_FIELDS = {"schema_name": "wfm", "meta_schema": "wfm_meta"}
+
+logger = logging.getLogger(__name__)
 
 
 class WarehouseConnection(Block):
@@ -41,8 +53,20 @@ class WarehouseConnection(Block):
         description="PostgreSQL URL, `postgresql://user:password@host:5432/dbname`; secret because it "
                     "may hold the password.",
     )
-    schema_name: str = Field(default="wfm", description="Schema of the warehouse tables.")
-    meta_schema: str = Field(default="wfm_meta", description="Schema of the run ledger and the watermarks.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, data: Any) -> Any:
+        """Blocks accept unknown keys, so an old document would carry them along unread: drop them."""
+        if not isinstance(data, dict) or not RETIRED_FIELDS.keys() & data.keys():
+            return data
+        data = dict(data)
+        for name, used in RETIRED_FIELDS.items():
+            value = data.pop(name, used)
+            if value not in (used, None):
+                logger.warning("WarehouseConnection: %s=%r is ignored; the tables live in schema %s",
+                               name, value, used)
+        return data
 
     @field_validator("url")
     @classmethod

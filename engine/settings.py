@@ -36,6 +36,10 @@ def resolve_settings() -> Settings:
     from blocks import load_settings  # blocks import Prefect; keep connectors free of it
 
     found = load_settings()
+    if found.lake is not None:
+        from tasks import lake
+
+        lake.use_storage_options(found.lake.path, found.lake.storage_options.get_secret_value())
     return Settings(
         contact_center=found.contact_center.settings() if found.contact_center else None,
         onec=found.onec.settings() if found.onec else None,

@@ -151,7 +151,20 @@ def test_from_env_is_none_when_the_system_is_not_configured(block_type: type[Blo
 def test_warehouse_urls_for_psycopg_and_sqlalchemy(url: str, dsn: str, sqlalchemy_url: str) -> None:
     warehouse = WarehouseConnection(url=url)
     assert (warehouse.dsn(), warehouse.sqlalchemy_url()) == (dsn, sqlalchemy_url)
-    assert (warehouse.schema_name, warehouse.meta_schema) == ("wfm", "wfm_meta")
+
+
+def test_the_retired_warehouse_schema_fields_are_dropped_and_a_changed_one_is_reported(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """`schema_name`/`meta_schema` were shown in the UI and read by nothing: gone from the form,
+    accepted (and dropped) from an old document, a value that was never honoured is reported."""
+    assert {"schema_name", "meta_schema"}.isdisjoint(WarehouseConnection.model_json_schema()["properties"])
+    with caplog.at_level(logging.WARNING, logger="blocks.warehouse"):
+        quiet = WarehouseConnection(url="postgresql://db.test/wfm", schema_name="wfm", meta_schema="wfm_meta")
+    assert caplog.text == "" and "schema_name" not in quiet.model_dump()
+    with caplog.at_level(logging.WARNING, logger="blocks.warehouse"):
+        moved = WarehouseConnection(url="postgresql://db.test/wfm", schema_name="analytics")
+    assert "schema_name='analytics' is ignored; the tables live in schema wfm" in caplog.text
+    assert "schema_name" not in moved.model_dump() and moved.dsn() == "postgresql://db.test/wfm"
 
 
 def test_lake_builds_its_filesystem_with_the_storage_options(tmp_path) -> None:
@@ -319,3 +332,63 @@ def test_saved_blocks_keep_their_secrets_through_the_prefect_api(prefect_harness
     assert connections.lake.storage_options.get_secret_value()["secret"] == LAKE_SECRET
     assert set(connections.origin.values()) == {"block wfm-contact-center", "block wfm-onec",
                                                 "block wfm-warehouse", "block wfm-lake"}
+
+
+@pytest.mark.slow
+def test_a_warehouse_document_saved_with_the_retired_fields_still_loads(prefect_harness: None) -> None:
+    """A block document saved by the older block type (its data carries the schema fields) loads."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import BlockDocumentCreate
+
+    WarehouseConnection(url="postgresql://db.test/wfm").save("wfm-test-current", overwrite=True)
+    with get_client(sync_client=True) as client:
+        current = client.read_block_document_by_name(
+            "wfm-test-current", block_type_slug=WarehouseConnection.get_block_type_slug())
+        client.create_block_document(BlockDocumentCreate(
+            name="wfm-test-retired", block_type_id=current.block_type_id, block_schema_id=current.block_schema_id,
+            data={"url": f"postgresql://wfm:{DB_PASSWORD}@db.test/wfm", "schema_name": "wfm",
+                  "meta_schema": "wfm_meta"}))
+    try:
+        loaded = WarehouseConnection.load("wfm-test-retired")
+        assert loaded.dsn() == f"postgresql://wfm:{DB_PASSWORD}@db.test/wfm"
+        assert "schema_name" not in loaded.model_dump()
+    finally:
+        for name in ("wfm-test-current", "wfm-test-retired"):
+            WarehouseConnection.delete(name)
+
+
+@pytest.mark.slow
+def test_the_saved_lakes_storage_options_reach_the_lake_writer_and_wfm_check(
+        prefect_harness: None, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`storage_options` open the lake for the writer (and for `wfm check`), not only for the UI:
+    fsspec's `dir` filesystem puts every file under the `path` option, so the partition is found
+    there, read back by pyarrow, only because the options were used."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tasks import lake
+    from tasks.catalog import STREAMS
+    from tasks.settings import resolve_settings
+    from wfm.check import check_lake
+
+    root = tmp_path / "object-store"
+    saved_lake = LakeLocation(path="dir://", storage_options={"path": str(root), "target_protocol": "file"})
+    saved_lake.save("wfm-lake", overwrite=True)
+    monkeypatch.setenv("WFM_USE_BLOCKS", "1")
+    monkeypatch.setenv("WFM_DATABASE_URL", "postgresql://db.test/wfm")   # resolved, never opened
+    monkeypatch.chdir(tmp_path)   # a writer ignoring the options would write `dir://`'s '' root here
+    try:
+        settings = resolve_settings()
+        stream = STREAMS["agent_logins"]
+        table = pa.Table.from_pylist([], schema=lake.lake_schema(stream))
+        lake.write_partition(settings.lake_path, stream, lake.partition_name(dt.date(2026, 11, 2)), table)
+        written = root / "agent_logins" / "date=2026-11-02" / lake.FILE
+        assert pq.read_table(written).schema == lake.lake_schema(stream)
+        assert not (tmp_path / "agent_logins").exists()
+        checked = check_lake(saved_lake)
+        assert checked.status == "OK", checked.detail
+        assert sorted(p.name for p in root.iterdir()) == ["agent_logins"]   # the probe is gone
+    finally:
+        LakeLocation.delete("wfm-lake")

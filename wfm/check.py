@@ -129,15 +129,17 @@ def check_lake(lake: LakeLocation | None) -> ReachResult:
     target = public_target(lake.path) + suffix
     started = time.perf_counter()
     try:
-        fs, root = lake.filesystem()
-        fs.makedirs(root, exist_ok=True)
+        from tasks.lake import filesystem   # the lake writer's own way in, storage options included
+
+        fs, root = filesystem(lake.path, lake.storage_options.get_secret_value())
+        fs.create_dir(root, recursive=True)
         probe = f"{root.rstrip('/')}/.wfm-check-{uuid.uuid4().hex}"
-        fs.pipe_file(probe, b"wfm check\n")
-        fs.rm_file(probe)
+        with fs.open_output_stream(probe) as out:
+            out.write(b"wfm check\n")
+        fs.delete_file(probe)
     except Exception as exc:  # noqa: BLE001 - any failure is the check's answer, not a crash
         return ReachResult(LAKE, target, "FAILED", _elapsed_ms(started), f"not writable: {_one_line(exc)}")
-    protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-    return ReachResult(LAKE, target, "OK", _elapsed_ms(started), f"writable ({protocol})")
+    return ReachResult(LAKE, target, "OK", _elapsed_ms(started), f"writable ({fs.type_name})")
 
 
 def public_target(url: str) -> str:

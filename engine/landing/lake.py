@@ -48,8 +48,27 @@ def lake_schema(stream: Stream) -> pa.Schema:
                                             pa.field("_extracted_at", pa.timestamp("us", tz="UTC"))])
 
 
-def filesystem(lake: str) -> tuple[pafs.FileSystem, str]:
-    """A pyarrow filesystem and root path for a local path or an fsspec/pyarrow URL (s3://...)."""
+# lake root -> fsspec options of its LakeLocation block (keys, endpoint ...). They are secrets,
+# so they stay in the process (`resolve_settings` files them) instead of travelling with the
+# lake path as a task parameter into the Prefect API.
+_STORAGE_OPTIONS: dict[str, dict] = {}
+
+
+def use_storage_options(lake: str, options: dict) -> None:
+    """Open `lake` with these fsspec options from now on in this process."""
+    _STORAGE_OPTIONS[lake] = dict(options)
+
+
+def filesystem(lake: str, options: dict | None = None) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and root path for a local path or a URL (s3://...). With storage
+    options (given, or filed for this lake) the URL is opened by fsspec with them and wrapped for
+    pyarrow; without, pyarrow opens it (credentials from the environment, options in the query)."""
+    options = _STORAGE_OPTIONS.get(lake) if options is None else options
+    if options:
+        from fsspec.core import url_to_fs
+
+        fs, root = url_to_fs(lake, **options)
+        return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), root
     if "://" in lake:
         return pafs.FileSystem.from_uri(lake)
     local = pafs.LocalFileSystem()
