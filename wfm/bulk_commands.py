@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from wfm import prefect_api
+
 
 class DataInvalid(ValueError):
     """`wfm validate` found invalid rows; the message is the one-line verdict."""
@@ -48,6 +50,7 @@ def run_import(console: Console, path: Path, stream: str, map_text: str | None, 
                file_format: str, encoding: str | None, delimiter: str | None, chunk_rows: int,
                threshold: float) -> dict:
     """Import a file through the `bulk_import` flow; prints the run, ignored columns and quarantined rows."""
+    prefect_api.start()
     from connectors import files
     from engine.bulk.files import open_spec
     from flows.bulk import bulk_import, file_spec
@@ -56,6 +59,7 @@ def run_import(console: Console, path: Path, stream: str, map_text: str | None, 
     spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter_option(delimiter),
                      chunk_rows)
     open_spec(spec)   # a bad file, stream or mapping fails here, in one line, before Prefect starts
+    prefect_api.ready()
     with _bars(console, bytes_=True):
         run = bulk_import(spec.path, stream, spec.mapping, None, file_format, encoding,  # type: ignore[arg-type]
                           spec.delimiter, chunk_rows, threshold)
@@ -77,6 +81,7 @@ def run_validate(console: Console, path: Path, stream: str, map_text: str | None
                  file_format: str, encoding: str | None, delimiter: str | None, chunk_rows: int,
                  report_path: Path | None) -> dict:
     """Validate a file through the `validate_data` flow; raises `DataInvalid` when a row is invalid."""
+    prefect_api.start()
     from connectors import files
     from engine.bulk.files import open_spec
     from flows.bulk import file_spec, validate_data
@@ -84,6 +89,7 @@ def run_validate(console: Console, path: Path, stream: str, map_text: str | None
     spec = file_spec(path, stream, files.parse_mapping(map_text), mapping_file, file_format, encoding,
                      delimiter_option(delimiter), chunk_rows)
     open_spec(spec)
+    prefect_api.ready()
     with _bars(console, bytes_=True):
         report = validate_data(spec.path, stream, spec.mapping, None, file_format, encoding,  # type: ignore[arg-type]
                                spec.delimiter, chunk_rows, report_path)
@@ -115,6 +121,7 @@ def run_validate(console: Console, path: Path, stream: str, map_text: str | None
 def run_export(console: Console, table: str, out: Path, start: dt.date | None, end: dt.date | None,
                filters: list[str], file_format: str, force: bool) -> dict:
     """Export a table through the `export_data` flow, with a progress bar in rows."""
+    prefect_api.start()
     from engine.bulk.export import FORMATS, export_root, exported_stream, target_path, where_clause
     from flows.bulk import export_data
 
@@ -124,6 +131,7 @@ def run_export(console: Console, table: str, out: Path, start: dt.date | None, e
         raise ValueError(f"--format: {file_format!r} is not parquet or csv")
     where_clause(stream, start, end, chosen)
     target_path(out, force, export_root())
+    prefect_api.ready()
     with _bars(console, bytes_=False):
         result = export_data(table, out, start, end, chosen, file_format, force)  # type: ignore[arg-type]
     console.print(f"exported {result['rows']:,} rows of {table} to {result['path']} ({file_format}, "

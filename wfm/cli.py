@@ -122,9 +122,9 @@ def serve(deployment: Annotated[Optional[list[str]], typer.Option(
               "--deployment", "-d", help="FLOW/DEPLOYMENT to serve, repeatable (default: every one)")] = None,
           limit: Annotated[Optional[int], typer.Option(help="most flow runs going at once")] = None) -> None:
     """Schedule and run every deployment from this one process (Prefect serve), until Ctrl-C."""
-    from deployments.serve import serve as serve_deployments
+    from wfm import prefect_api
 
-    guarded(lambda: serve_deployments(deployment or (), limit))
+    guarded(lambda: prefect_api.flows("deployments.serve").serve(deployment or (), limit))
 
 
 @app.command()

@@ -24,11 +24,10 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
     catalog.resolve(streams)  # an unknown name fails here, in one line, before Prefect starts
     if start and end and end < start:
         raise ValueError(f"--end {end} is before --start {start}")
-    wait_for_api = prefect_api.prefect_api_in_background()
+    prefect_api.start()
     from flows.sync import sync, sync_stream  # imports for seconds, while the API starts
 
-    if wait_for_api is not None:
-        wait_for_api()
+    prefect_api.ready()
     bars = Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False)
     ids: dict[str, int] = {}

@@ -1,4 +1,13 @@
-"""The CLI's local Prefect API: started before Prefect is imported, so it comes up on the other core."""
+"""The CLI's local Prefect API: one start-up, one wait, one error for every command that runs a flow.
+
+With no PREFECT_API_URL, Prefect starts its own ephemeral server on the first client call and
+gives it 20 s; on a busy machine that ends in "Timed out while attempting to connect to ephemeral
+Prefect API server". So a command that runs a flow calls `start()` first, before anything imports
+Prefect, and `ready()` just before its first flow call (`flows(module)` does both around the
+import): the local API comes up on the other core while the command imports its flows and checks
+its input, `ready()` waits up to 90 s for it and fails in one line, and a mistake in the input
+still fails at once. With PREFECT_API_URL set (a server, `make server`) both do nothing.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +22,43 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from importlib import import_module
+from types import ModuleType
 
 EPHEMERAL_API_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
+# test hook: seconds the local API's process sleeps before it starts (a busy machine, made repeatable)
+SLOW_START_ENV = "WFM_TEST_PREFECT_API_DELAY"
+SLOW_START = ("import os, runpy, sys, time; time.sleep(float(os.environ['WFM_TEST_PREFECT_API_DELAY'])); "
+              "sys.argv = sys.argv[1:]; runpy.run_module('uvicorn', run_name='__main__')")
+
+_wait: Callable[[], None] | None = None
+_started = False
+
+
+def start() -> None:
+    """Start the local Prefect API in the background, once per process (if one is needed)."""
+    global _started, _wait
+    if not _started:
+        _started = True
+        _wait = prefect_api_in_background()
+
+
+def ready() -> None:
+    """Return when the API answers (starting it first if `start` was not called)."""
+    global _wait
+    start()
+    if _wait is not None:
+        _wait()
+        _wait = None
+
+
+def flows(module: str) -> ModuleType:
+    """`start`, import the flow module (seconds, while the API starts), `ready`: for commands that
+    have nothing to check before their flow runs."""
+    start()
+    loaded = import_module(module)
+    ready()
+    return loaded
 
 
 def prefect_api_in_background() -> Callable[[], None] | None:
@@ -33,9 +77,10 @@ def prefect_api_in_background() -> Callable[[], None] | None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    uvicorn = ["uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+               "--port", str(port), "--log-level", "error", "--lifespan", "on"]
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-         "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+        [sys.executable, *(["-c", SLOW_START] if os.environ.get(SLOW_START_ENV) else ["-m"]), *uvicorn],
         env={**os.environ, **EPHEMERAL_API_ENV}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
         preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     atexit.register(_stop, server)

@@ -26,6 +26,7 @@ from rich import box
 from rich.table import Table
 
 from engine import database
+from wfm import prefect_api
 
 outbox_app = typer.Typer(help="The push outbox to 1C (schedules and facts).", invoke_without_command=True)
 deviations_app = typer.Typer(help="Deviations of actual from planned time, and their confirmation.",
@@ -101,14 +102,13 @@ def outbox_push(what: Annotated[str, typer.Argument(help="schedules or deviation
                                                                   "resolved from the timesheet")] = 120.0) -> None:
     """Run the push flow now: `schedules` (sendSchedule) or `deviations` (sendFactWorkTime)."""
     def run() -> None:
-        from flows.push import push_deviations, push_schedules
-
-        if what == "schedules":
-            result = push_schedules(_day(since), None, retry_refused)
-        elif what == "deviations":
-            result = push_deviations(settle_after)
-        else:
+        if what not in ("schedules", "deviations"):
             raise ValueError(f"push what? {what!r}: schedules or deviations")
+        push = prefect_api.flows("flows.push")
+        if what == "schedules":
+            result = push.push_schedules(_day(since), None, retry_refused)
+        else:
+            result = push.push_deviations(settle_after)
         _console().print(f"{what}: " + (", ".join(f"{k} {v}" for k, v in sorted(result.items())) or "nothing to do"),
                          highlight=False)
     _guarded(run)
@@ -160,9 +160,7 @@ def show_deviations(start, end, employee, unconfirmed: bool, limit: int) -> None
 def deviations_build(start: DateOpt = None, end: DateOpt = None) -> None:
     """Rebuild the deviations of [start, end] from plan, logins and the agent map."""
     def run() -> None:
-        from flows.push import deviations as flow
-
-        result = flow(_day(start), _day(end))
+        result = prefect_api.flows("flows.push").deviations(_day(start), _day(end))
         _console().print("deviations: " + ", ".join(f"{k} {v}" for k, v in result.items()), highlight=False)
     _guarded(run)
 

@@ -50,9 +50,9 @@ def show(row_id: Annotated[int, typer.Argument(help="quarantine row id (see `wfm
 def replay(stream: StreamOpt = None, ids: IdsOpt = None, run: RunOpt = None) -> None:
     """Run held rows through today's parsing and checks; land those that pass, exactly once."""
     def action(console) -> None:
-        from flows.replay import replay_quarantine
+        from wfm import prefect_api
 
-        summaries = replay_quarantine(stream, ids, run)
+        summaries = prefect_api.flows("flows.replay").replay_quarantine(stream, ids, run)
         if not summaries:
             console.print("nothing held to replay")
         for s in summaries:

@@ -1,0 +1,48 @@
+"""Every `wfm` command that runs a flow gets its Prefect API the way `wfm sync` does (issue 19.1).
+
+The commands run as real processes with no PREFECT_API_URL and a fresh PREFECT_HOME, as a new
+user's would. The local API's start is slowed past Prefect's own 20 s limit by the launcher's
+test hook, and Prefect's own ephemeral start-up is given 1 s: a command that left the API to
+Prefect fails ("Timed out while attempting to connect to ephemeral Prefect API server"), one
+that starts and waits for its own succeeds, after the delay.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from wfm.prefect_api import SLOW_START_ENV
+
+pytestmark = pytest.mark.slow
+DELAY = 21.0   # seconds: past the 20 s Prefect gives its ephemeral server by default
+GUID = "162a53e3-7a51-11e6-80ec-00155d00edab"
+
+
+def run_slow_api(tmp_path: Path, database_url: str, *args: str) -> tuple[subprocess.CompletedProcess, float]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), COLUMNS="200", WFM_DATABASE_URL=database_url,
+               WFM_LAKE_PATH=str(tmp_path / "lake"), PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="1")
+    env[SLOW_START_ENV] = str(DELAY)
+    started = time.monotonic()
+    done = subprocess.run([str(Path(sys.executable).parent / "wfm"), *args], env=env, capture_output=True,
+                          text=True, timeout=240)
+    return done, time.monotonic() - started
+
+
+def test_import_waits_for_a_slow_local_api(tmp_path: Path, database_url: str) -> None:
+    plan = tmp_path / "plan.csv"
+    plan.write_text(f"employee;start;end\n{GUID};2026-11-09T08:00:00Z;2026-11-09T17:00:00Z\n")
+    done, seconds = run_slow_api(tmp_path, database_url, "import", str(plan), "--stream", "planned_shifts",
+                                 "--map", "employee=employee_id,start=shift_start,end=shift_end")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert seconds > DELAY and "Traceback" not in done.stderr
+    assert (tmp_path / "prefect" / "prefect.db").exists()   # the run was recorded by the local API
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT employee_id FROM wfm.planned_shifts").fetchall() == [(GUID,)]
