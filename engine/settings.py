@@ -37,7 +37,7 @@ def resolve_settings() -> Settings:
 
     found = load_settings()
     if found.lake is not None:
-        from tasks import lake
+        from engine.landing import lake
 
         lake.use_storage_options(found.lake.path, found.lake.storage_options.get_secret_value())
     return Settings(

@@ -368,9 +368,9 @@ def test_the_saved_lakes_storage_options_reach_the_lake_writer_and_wfm_check(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from tasks import lake
-    from tasks.catalog import STREAMS
-    from tasks.settings import resolve_settings
+    from engine.catalog import STREAMS
+    from engine.landing import lake
+    from engine.settings import resolve_settings
     from wfm.check import check_lake
 
     root = tmp_path / "object-store"

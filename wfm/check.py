@@ -129,7 +129,7 @@ def check_lake(lake: LakeLocation | None) -> ReachResult:
     target = public_target(lake.path) + suffix
     started = time.perf_counter()
     try:
-        from tasks.lake import filesystem   # the lake writer's own way in, storage options included
+        from engine.landing.lake import filesystem  # the lake writer's own way in, storage options included
 
         fs, root = filesystem(lake.path, lake.storage_options.get_secret_value())
         fs.create_dir(root, recursive=True)
