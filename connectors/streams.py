@@ -25,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from . import timing
 from .errors import InvalidPayload
 from .http import CallStats, SourceClient
 from .records import Field, Parsed, flatten, items_of, to_arrow
@@ -101,19 +102,21 @@ def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats
     for part in requests_of(stream, window):
         req = stream.request(part)
         where = f"{stream.endpoint} [{part.label}]"
-        payload = client.request_json(req.method, req.path, params=req.params, json=req.json, label=where,
-                                      stats=stats)
+        with timing.stage("fetch"):
+            payload = client.request_json(req.method, req.path, params=req.params, json=req.json, label=where,
+                                          stats=stats)
         try:
             items += items_of(payload, stream.root)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise InvalidPayload(client.system, where, str(exc)) from None
-    try:
-        columns, records, rejects = flatten(items, stream.fields, explode=stream.explode)
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        raise InvalidPayload(client.system, f"{stream.endpoint} [{window.label}]", str(exc)) from None
-    parsed = to_arrow(columns, records, stream.fields, rejects)
-    if stream.derive is not None:
-        parsed.table = stream.derive(parsed.table, window)
+    with timing.stage("parse into Arrow"):
+        try:
+            columns, records, rejects = flatten(items, stream.fields, explode=stream.explode)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise InvalidPayload(client.system, f"{stream.endpoint} [{window.label}]", str(exc)) from None
+        parsed = to_arrow(columns, records, stream.fields, rejects)
+        if stream.derive is not None:
+            parsed.table = stream.derive(parsed.table, window)
     return parsed
 
 

@@ -18,6 +18,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from connectors import timing
 from connectors.contact_center import personnel_ids
 from connectors.streams import Stream, Window, windows
 from engine import catalog, progress, schema
@@ -88,8 +89,9 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
     declared = catalog.STREAMS[stream]
     settings = resolve_settings()
     now = dt.datetime.now(UTC).replace(microsecond=0)
-    schema.ensure(settings.database_url)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    with timing.stage("planning + run ledger"):
+        schema.ensure(settings.database_url)
+    with timing.stage("planning + run ledger"), psycopg.connect(settings.database_url, autocommit=True) as conn:
         warehouse.ensure_table(conn, declared)
         if declared.ids == "employees":
             warehouse.ensure_table(conn, catalog.STREAMS["employees"])
@@ -124,22 +126,24 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
             problems.append(_one_line(state))
     held = None
     if inserted >= warehouse.ANALYZE_AFTER_ROWS:   # the checks and readers that follow plan with fresh statistics
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with timing.stage("reconciliation"), psycopg.connect(settings.database_url, autocommit=True) as conn:
             warehouse.analyze(conn, declared)
     if not dry_run:   # reconciliation first: a partition it holds back is not published
         try:
-            checks = reconcile_landed(settings.database_url, settings.lake_path, run_id, {stream: landed},
-                                      skip_publish=stream, label=stream)
+            with timing.stage("reconciliation"):
+                checks = reconcile_landed(settings.database_url, settings.lake_path, run_id, {stream: landed},
+                                          skip_publish=stream, label=stream)
             held = f"reconciliation held {len(checks.held)} partition(s) — {checks.message}" if checks.errors else None
         except Exception as exc:  # a broken rule must not keep what landed from being published
             held = f"reconciliation failed: {_one_line_text(exc)}"
         publish_lake(declared, settings.database_url, settings.lake_path)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
-        run = ledger.finish_run(conn, run_id, "failed" if problems else "completed",
-                                "; ".join(p for p in [*problems, held] if p)[:2000] or None)
-    _artifact(run)
-    webhooks.notify_run(settings.database_url, run)   # sync.completed|failed, quality.gate_failed; never raises
-    drift.surface(settings.database_url, run_id, stream)
+    with timing.stage("finish (run ledger, artifact, webhooks)"):
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            run = ledger.finish_run(conn, run_id, "failed" if problems else "completed",
+                                    "; ".join(p for p in [*problems, held] if p)[:2000] or None)
+        _artifact(run)
+        webhooks.notify_run(settings.database_url, run)   # sync.completed|failed, quality.gate_failed; never raises
+        drift.surface(settings.database_url, run_id, stream)
     if problems:
         raise SyncFailed(f"{stream}: {len(problems)} window(s) not landed — {problems[0]}")
     if held:

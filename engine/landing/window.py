@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pyarrow as pa
 
+from connectors import timing
 from connectors.http import CallStats, SourceClient
 from connectors.records import Parsed, Reject
 from connectors.settings import SourceSettings
@@ -75,7 +76,8 @@ class WindowReport:
 def sync_window(plan: RunPlan, window: Window) -> WindowReport:
     """Extract, validate and land one window, exactly once."""
     stats = CallStats()
-    with source_slot(plan.source.url):   # at most N requests in flight to this host, fleet-wide
+    # at most N requests in flight to this host, fleet-wide
+    with timing.stage("source slot wait"), source_slot(plan.source.url):
         parsed = fetch(client_for(plan.source), plan.stream, window, stats)
     return land_batch(plan, window, parsed, stats.snapshot())
 
@@ -88,24 +90,28 @@ def land_batch(plan: RunPlan, window: Window, parsed: Parsed, calls: dict[str, i
     deduplicated on the key and upserted in the same transaction as the ledger row. A window whose
     schema drifted (a required field missing, a type changed: `engine/landing/drift.py`) is held whole.
     """
-    # a file's columns have their own contract (connectors/files/__init__.py): drift is about API windows
-    changes = drift.inspect(plan.stream, parsed) if plan.mode != "import" else drift.DriftReport(plan.stream.name)
-    table = drift.with_extra(plan.stream, parsed)
-    digest = None   # only runs that re-read landed windows (lookbacks, snapshots) can find one unchanged
-    if plan.mode in ("incremental", "snapshot") and not (plan.dry_run or plan.force or changes.changes):
-        digest = content_hash(plan.stream, table, parsed.rejects)
+    with timing.stage("drift + content hash"):
+        # a file's columns have their own contract (connectors/files/__init__.py): drift is about API windows
+        changes = drift.inspect(plan.stream, parsed) if plan.mode != "import" else drift.DriftReport(plan.stream.name)
+        table = drift.with_extra(plan.stream, parsed)
+        digest = None   # only runs that re-read landed windows (lookbacks, snapshots) can find one unchanged
+        if plan.mode in ("incremental", "snapshot") and not (plan.dry_run or plan.force or changes.changes):
+            digest = content_hash(plan.stream, table, parsed.rejects)
+    if digest is not None:
         if (report := _land_unchanged(plan, window, table, parsed, digest, calls or {})) is not None:
             return report
-    from engine.quality import gate as quality  # Great Expectations: imported by the first batch that needs checking
-
-    result = quality.validate(plan.stream.name, table)
-    decision = quality.gate(result, plan.threshold, window=window.label)
+    with timing.stage("GX import"):
+        from engine.quality import gate as quality  # Great Expectations: imported by the first batch that needs it
+    with timing.stage("GX"):
+        result = quality.validate(plan.stream.name, table)
+        decision = quality.gate(result, plan.threshold, window=window.label)
     if changes.breaking:
         decision = quality.GateDecision(False, f"{plan.stream.name} window {window.label}: {changes.message}")
     good, _ = result.split(table)
     rejects = drift.quarantined(parsed, changes) if changes.breaking else list(parsed.rejects) + [
         Reject("; ".join(names), None, parsed.records[row]) for row, names in sorted(result.failed_rows.items())]
-    clean = warehouse.deduplicate(good, plan.stream.key)
+    with timing.stage("COPY + upsert"):
+        clean = warehouse.deduplicate(good, plan.stream.key)
     calls = calls or {}
     counts = {"rows_fetched": parsed.table.num_rows + len(parsed.rejects),
               "duplicates_removed": good.num_rows - clean.num_rows, "rows_quarantined": len(rejects),
@@ -124,7 +130,7 @@ def _land_unchanged(plan: RunPlan, window: Window, table: pa.Table, parsed: Pars
                     calls: dict[str, int]) -> WindowReport | None:
     """Record the window as landed, every row unchanged, if its last landing had the same content
     (`engine/landing/content.py`); None when it did not, and the window takes the full path."""
-    with psycopg.connect(plan.database_url) as conn, conn.transaction():
+    with timing.stage("ledger + quarantine"), psycopg.connect(plan.database_url) as conn, conn.transaction():
         if ledger.last_content_hash(conn, plan.stream.name, window) != digest:
             return None
         distinct = warehouse.deduplicate(table, plan.stream.key).num_rows
@@ -144,9 +150,10 @@ def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[R
     """The one transaction that makes a window's outcome durable."""
     status = "landed" if table is not None else "held"
     partitions: set[str] = set()
-    with psycopg.connect(plan.database_url) as conn, conn.transaction():
+    with timing.stage("ledger + quarantine"), psycopg.connect(plan.database_url) as conn, conn.transaction():
         if table is not None:
-            upserted = warehouse.upsert(conn, plan.stream, table, plan.run_id, plan.started_at)
+            with timing.stage("COPY + upsert"):
+                upserted = warehouse.upsert(conn, plan.stream, table, plan.run_id, plan.started_at)
             counts.update(rows_inserted=upserted.inserted, rows_updated=upserted.updated,
                           rows_unchanged=upserted.unchanged)
             # unchanged rows are already in the lake: only a partition that changed is rebuilt
@@ -170,4 +177,5 @@ def _partitions(stream: Stream, table: pa.Table) -> set[str]:
 
 def publish_lake(stream: Stream, database_url: str, lake_path: str) -> list[str]:
     """Rebuild the stream's queued Parquet partitions from committed rows."""
-    return lake.publish_parallel(database_url, stream, lake_path)
+    with timing.stage("lake publication"):
+        return lake.publish_parallel(database_url, stream, lake_path)
