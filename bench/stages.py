@@ -1,95 +1,79 @@
-"""Wall time per pipeline stage of a sync run, summed over the task runner's threads.
+"""Seconds per stage of a wfm run, read from the engine's own timing hooks (`connectors/timing.py`).
 
-`instrument()` wraps the functions `engine.landing.window` calls (fetch, validate, deduplicate, upsert,
-the landing transaction, lake publication) and GX's lock, in this process only; nothing on
-disk changes. Sums are thread-seconds: with 4 workers they can add up to 4× the wall time.
+The engine marks its stages with `timing.stage(name)`; this module turns a run's snapshot into
+the profile the runner prints. In-process (the backfill child) the benchmark calls `enable()` and
+`reset()` around each flow; a `wfm sync` in a process of its own writes its snapshot to the file
+named by `WFM_STAGE_TIMES` at exit (`cli_env`, `read`).
+
+Stage seconds are thread-seconds (four windows in flight overlap), so they can add up to more
+than the wall time. Three rows are not stages of the engine but the time around them:
+"imports + Prefect start-up" (from the start of the timed call — a fresh `wfm sync` process, or
+the flow call in the backfill child — to the flow's first stage: importing, the API, the flow
+run), "Prefect flow end + exit" (after its last stage) and "idle" (between the first and the last
+stage, no thread in any stage: task orchestration, waiting). The backfill child also reports what
+it paid before its first flow call (imports and the test harness' API), outside the wall time.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections import defaultdict
-from contextlib import contextmanager
-from functools import wraps
+import json
+import os
 
-_totals: dict[str, float] = defaultdict(float)
-_calls: dict[str, int] = defaultdict(int)
-_lock = threading.Lock()
+from connectors import timing
 
-
-def _add(name: str, seconds: float) -> None:
-    with _lock:
-        _totals[name] += seconds
-        _calls[name] += 1
+BEFORE = "imports + harness, before the flow (not in wall)"
+STARTUP, SHUTDOWN, IDLE = "imports + Prefect start-up", "Prefect flow end + exit", "idle"
+ORDER = ("wall", BEFORE, STARTUP, "planning + run ledger", "source slot wait", "fetch", "parse into Arrow",
+         "drift + content hash", "GX import", "GX", "COPY + upsert", "ledger + quarantine", "reconciliation",
+         "lake publication", "finish (run ledger, artifact, webhooks)", SHUTDOWN, IDLE)
 
 
-def _timed(name: str, fn):
-    @wraps(fn)
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _add(name, time.perf_counter() - started)
-    return wrapper
-
-
-def _timed_entry(name: str, factory):
-    """A context manager factory whose entry (e.g. waiting for a slot) is timed."""
-    @contextmanager
-    def wrapper(*args, **kwargs):
-        started = time.perf_counter()
-        with factory(*args, **kwargs):
-            _add(name, time.perf_counter() - started)
-            yield
-    return wrapper
-
-
-class _TimedLock:
-    """Stands in for quality._GX_LOCK: times the wait for it and the time it is held."""
-
-    def __init__(self, lock) -> None:
-        self._lock = lock
-        self._local = threading.local()
-
-    def __enter__(self):
-        started = time.perf_counter()
-        self._lock.acquire()
-        self._local.acquired = time.perf_counter()
-        _add("GX lock: waiting", self._local.acquired - started)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        _add("GX lock: held (GX itself)", time.perf_counter() - self._local.acquired)
-        self._lock.release()
-
-
-def instrument() -> None:
-    from engine.landing import lake, warehouse
-    from engine.landing import window as sync
-    from engine.quality import gate as quality
-
-    sync.fetch = _timed("fetch + parse (connector)", sync.fetch)
-    quality.validate = _timed("validate (incl. lock wait, pandas)", quality.validate)
-    quality._GX_LOCK = _TimedLock(quality._GX_LOCK)
-    warehouse.deduplicate = _timed("deduplicate", warehouse.deduplicate)
-    warehouse.upsert = _timed("upsert (COPY + INSERT)", warehouse.upsert)
-    warehouse._copy = _timed("  of which COPY", warehouse._copy)
-    sync._land = _timed("landing transaction (upsert + ledger + commit)", sync._land)
-    lake.publish = _timed("lake publication", lake.publish)
-    if hasattr(sync, "source_slot"):   # the per-source concurrency limit, where present
-        sync.source_slot = _timed_entry("waiting for a source slot", sync.source_slot)
+def enable() -> None:
+    timing.enable()
+    timing.reset()
 
 
 def reset() -> None:
-    with _lock:
-        _totals.clear()
-        _calls.clear()
+    timing.reset()
 
 
-def report(title: str) -> str:
-    with _lock:
-        lines = [f"{title}", f"  {'stage':48} {'thread-s':>9} {'calls':>6}"]
-        lines += [f"  {name:48} {seconds:9.1f} {_calls[name]:6d}" for name, seconds in _totals.items()]
-    return "\n".join(lines)
+def profile(snapshot: dict, started: float, ended: float, before: float | None = None) -> dict[str, float]:
+    """{stage: seconds} of one run between the epoch moments `started` and `ended`; `before` is
+    what the process paid before `started` (imports, a test harness), if it is to be shown."""
+    out = dict(snapshot["stages"])
+    first, last = snapshot.get("first"), snapshot.get("last")
+    if before is not None:
+        out[BEFORE] = before
+    out[STARTUP] = (first - started) if first else ended - started
+    out[SHUTDOWN] = (ended - last) if last else 0.0
+    out[IDLE] = snapshot.get("idle", 0.0)
+    return out
+
+
+def current(started: float, ended: float, before: float | None = None) -> dict[str, float]:
+    return profile(timing.snapshot(), started, ended, before)
+
+
+def cli_env(env: dict[str, str], path: str) -> dict[str, str]:
+    """`env` for a `wfm sync` that writes its stage snapshot to `path` at exit."""
+    return {**env, timing.ENV: path}
+
+
+def read(path: str) -> dict:
+    with open(path) as f:
+        snapshot = json.load(f)
+    os.unlink(path)
+    return snapshot
+
+
+def table(profiles: dict[str, dict[str, float]]) -> list[str]:
+    """One row per stage, one column per run: the stage profile the runner prints."""
+    names = list(profiles)
+    stages = [s for s in ORDER if any(s in p for p in profiles.values())]
+    stages += sorted({s for p in profiles.values() for s in p} - set(stages))
+    width = max(12, *(len(n) for n in names))
+    lines = [f"  {'stage (thread-seconds)':50}" + "".join(f" {n:>{width}}" for n in names)]
+    for name in stages:
+        lines.append(f"  {name:50}" + "".join(
+            f" {profiles[n][name]:{width}.2f}" if name in profiles[n] else f" {'—':>{width}}" for n in names))
+    return lines

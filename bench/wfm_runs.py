@@ -6,7 +6,8 @@
     incremental `wfm sync agent_status_intervals` in a fresh process (Prefect's ephemeral API
                started by it), once to set the watermark and once more, timed, with nothing new.
 
-Run on its own for profiling, in this process (e.g. under py-spy, or with wall time per stage):
+Every run carries its stage profile (`bench/stages.py`, from the engine's timing hooks). Run on
+its own for profiling, in this process (e.g. under py-spy), printing the profile:
 
     .venv/bin/python bench/wfm_runs.py --agents 1000 --days 30 --stages
 """
@@ -21,9 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import common
+import replay
+import stages
 
 STREAM = "agent_status_intervals"
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,37 +39,38 @@ def environment(cc_url: str, database_url: str, workdir: str) -> dict[str, str]:
             "WFM_DATA_DIR": os.path.join(workdir, "data")}
 
 
-def _flow(start: dt.date, end: dt.date, force: bool) -> dict:
+def _flow(start: dt.date, end: dt.date, force: bool, before: float | None = None) -> dict:
     from flows.sync import sync_stream
 
+    stages.reset()
+    began = time.time()
     seconds, run = common.timed(sync_stream, STREAM, start, end, force=force)
     return {"seconds": seconds, "rows": run["rows_fetched"], "inserted": run["rows_inserted"],
             "updated": run["rows_updated"], "unchanged": run["rows_unchanged"],
-            "quarantined": run["rows_quarantined"], "windows": run["windows_landed"], "rss": common.peak_rss_mib()}
+            "quarantined": run["rows_quarantined"], "windows": run["windows_landed"], "rss": common.peak_rss_mib(),
+            "stages": stages.current(began, time.time(), before)}
 
 
-def backfill(env: dict[str, str], start: dt.date, end: dt.date, rerun: bool = True, stages: bool = False) -> dict:
-    """The child-process body: the first backfill and (optionally) the forced rerun, with peak RSS after each."""
+def backfill(env: dict[str, str], start: dt.date, end: dt.date, rerun: bool = True, show: bool = False) -> dict:
+    """The child-process body: the first backfill and (optionally) the forced rerun, with peak RSS and
+    the stage profile of each; the first one's also says what the imports and the test harness cost."""
+    began = time.perf_counter()
     os.environ.update(env)
     os.environ.pop("WFM_USE_BLOCKS", None)
-    import stages as stage_timer
     from prefect.testing.utilities import prefect_test_harness
 
+    import flows.sync  # noqa: F401  (the imports a user's process pays, timed as start-up)
     from engine.landing.window import close_clients
 
-    if stages:
-        stage_timer.instrument()
+    stages.enable()
     out: dict = {"rss_imports": common.peak_rss_mib()}
     with prefect_test_harness(server_startup_timeout=120):
-        out["first"] = _flow(start, end, force=False)
-        if stages:
-            print(stage_timer.report("stages of the first run:"), flush=True)
-            stage_timer.reset()
+        out["first"] = _flow(start, end, force=False, before=time.perf_counter() - began)
         if rerun:
             out["rerun"] = _flow(start, end, force=True)
-            if stages:
-                print(stage_timer.report("stages of the rerun:"), flush=True)
         close_clients()
+    if show:
+        print("\n".join(stages.table({name: out[name]["stages"] for name in ("first", "rerun") if name in out})))
     return out
 
 
@@ -76,15 +81,16 @@ def cli_environment(env: dict[str, str], prefect_home: str) -> dict[str, str]:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
-def cli_sync(env: dict[str, str]) -> float:
-    """Wall seconds of `wfm sync agent_status_intervals` in a fresh process, start to exit."""
-    started = time.perf_counter()
-    done = subprocess.run([str(Path(sys.executable).with_name("wfm")), "sync", STREAM], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=900)
-    seconds = time.perf_counter() - started
+def cli_sync(env: dict[str, str], workdir: str) -> tuple[float, dict[str, float]]:
+    """Wall seconds of `wfm sync agent_status_intervals` in a fresh process, start to exit, and its stages."""
+    path = os.path.join(workdir, f"stages-{uuid.uuid4().hex}.json")
+    began, started = time.time(), time.perf_counter()
+    done = subprocess.run([str(Path(sys.executable).with_name("wfm")), "sync", STREAM],
+                          env=stages.cli_env(env, path), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    seconds, ended = time.perf_counter() - started, time.time()
     if done.returncode:
         raise RuntimeError(f"wfm sync exited {done.returncode}: {(done.stderr or done.stdout).strip()[-500:]}")
-    return seconds
+    return seconds, stages.profile(stages.read(path), began, ended)
 
 
 def incremental(env: dict[str, str], workdir: str, api_url: str | None = None) -> dict:
@@ -96,17 +102,19 @@ def incremental(env: dict[str, str], workdir: str, api_url: str | None = None) -
     cli_env = cli_environment(env, os.path.join(workdir, "prefect-home"))
     if api_url:
         cli_env["PREFECT_API_URL"] = api_url
-    setup = cli_sync(cli_env)
-    return {"seconds": cli_sync(cli_env), "setup": setup}
+    setup, _ = cli_sync(cli_env, workdir)
+    seconds, profile = cli_sync(cli_env, workdir)
+    return {"seconds": seconds, "setup": setup, "stages": profile}
 
 
-def scaling(agents: int, days: int, database_server: str) -> dict:
-    """The child-process body of the memory-scaling step: its own simulator, database and lake, first backfill only."""
+def scaling(agents: int, days: int, database_server: str, source: str = "replay") -> dict:
+    """The child-process body of the memory-scaling step: its own source, database and lake, first backfill only."""
     start = dt.date.today() - dt.timedelta(days=days - 1)
     workdir = tempfile.mkdtemp(prefix="wfm-bench-")
     try:
-        with common.simulator(agents, days, start) as sim, common.throwaway_database(database_server) as db:
-            out = backfill(environment(sim.cc_url, db, workdir), start, start + dt.timedelta(days=days - 1),
+        with replay.source(source, agents, days, start) as (src, _), \
+                common.throwaway_database(database_server) as db:
+            out = backfill(environment(src.cc_url, db, workdir), start, start + dt.timedelta(days=days - 1),
                            rerun=False)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -119,15 +127,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--database-url", default=common.default_database_url())
     parser.add_argument("--no-rerun", action="store_true")
-    parser.add_argument("--stages", action="store_true", help="wall time per stage (bench/stages.py)")
+    parser.add_argument("--source", choices=("replay", "simulator"), default="replay")
+    parser.add_argument("--stages", action="store_true", help="print the stage profile (bench/stages.py)")
     args = parser.parse_args(argv)
     start = dt.date.today() - dt.timedelta(days=args.days - 1)
     end = start + dt.timedelta(days=args.days - 1)
     workdir = tempfile.mkdtemp(prefix="wfm-bench-")
     try:
-        with common.simulator(args.agents, args.days, start) as sim, \
+        with replay.source(args.source, args.agents, args.days, start) as (src, _), \
                 common.throwaway_database(args.database_url) as db:
-            out = backfill(environment(sim.cc_url, db, workdir), start, end, not args.no_rerun, args.stages)
+            out = backfill(environment(src.cc_url, db, workdir), start, end, not args.no_rerun, args.stages)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for name in ("first", "rerun"):
