@@ -26,9 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-import orjson
-
 import common
+import orjson
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "date", "server",
               "accept-encoding", "content-encoding"}
