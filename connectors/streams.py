@@ -25,10 +25,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from . import timing
 from .errors import InvalidPayload
 from .http import CallStats, SourceClient
 from .records import Field, Parsed, flatten, items_of, to_arrow
+from .timing import stage
 
 UTC = dt.timezone.utc
 MAX_IDS = 100                # the contract's practical limit of ids per request
@@ -102,14 +102,14 @@ def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats
     for part in requests_of(stream, window):
         req = stream.request(part)
         where = f"{stream.endpoint} [{part.label}]"
-        with timing.stage("fetch"):
+        with stage("fetch"):
             payload = client.request_json(req.method, req.path, params=req.params, json=req.json, label=where,
                                           stats=stats)
         try:
             items += items_of(payload, stream.root)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise InvalidPayload(client.system, where, str(exc)) from None
-    with timing.stage("parse into Arrow"):
+    with stage("parse into Arrow"):
         try:
             columns, records, rejects = flatten(items, stream.fields, explode=stream.explode)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
