@@ -4,15 +4,21 @@
 first, then by loginSSO = Login for the agents still unmatched. Unmatched agents and unmatched
 employees stay in the table with the other side empty and `matched_by` = 'unmatched', so they are
 visible rather than dropped. The table is rebuilt whole in one transaction.
+
+Each build records a digest of the input columns it read (`wfm_meta.derived_builds`), so a
+reader can tell that the agents or employees changed since (`map_stale`) and refresh the map
+first: syncing the personnel families alone no longer leaves a map that is silently out of date.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 
 import psycopg
 import pyarrow as pa
+from psycopg import sql
 
 from connectors import contact_center, onec
 from connectors.records import Field
@@ -50,6 +56,66 @@ ORDER BY 1, 2
 """
 
 
+class DerivedMissing(RuntimeError):
+    """A derived dataset a reader needs holds nothing to read; the message says what to run."""
+
+
+# what the map reads: table -> the columns REBUILD uses (a change elsewhere does not stale it)
+MAP_INPUTS = {contact_center.CC_AGENTS.name: ("agent_id", "agent_number", "login_sso"),
+              onec.EMPLOYEES.name: ("employee_id", "tab_n", "login", "finish_work")}
+
+
+def inputs_digest(conn: psycopg.Connection) -> str:
+    """A digest of the map's input columns; a table not created yet counts as empty."""
+    parts = []
+    for table, cols in MAP_INPUTS.items():
+        if conn.execute("SELECT to_regclass(%s) IS NULL", (f"wfm.{table}",)).fetchone() != (False,):
+            parts.append("")
+            continue
+        row = sql.SQL("row({})::text").format(sql.SQL(", ").join(map(sql.Identifier, cols)))
+        digest = conn.execute(sql.SQL("SELECT coalesce(md5(string_agg(md5({0}), '' ORDER BY {0})), '') FROM {1}")
+                              .format(row, sql.Identifier("wfm", table))).fetchone()
+        parts.append(digest[0] if digest else "")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+EMPTY_INPUTS = hashlib.sha256(b"|").hexdigest()
+
+
+def map_stale(database_url: str) -> bool:
+    """The agents or employees changed since the map was last built (never built: stale once
+    there is anything to map)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        recorded = None
+        if conn.execute("SELECT to_regclass('wfm_meta.derived_builds') IS NOT NULL").fetchone() == (True,):
+            found = conn.execute("SELECT inputs_digest FROM wfm_meta.derived_builds WHERE dataset = %s",
+                                 (AGENT_EMPLOYEE_MAP.name,)).fetchone()
+            recorded = found[0] if found else None
+        return inputs_digest(conn) != (recorded or EMPTY_INPUTS)
+
+
+def unmapped_reason(database_url: str) -> str | None:
+    """Why a reader of the map would find no one, in one line; None when some agent is mapped."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        for stream in (contact_center.CC_AGENTS, onec.EMPLOYEES, AGENT_EMPLOYEE_MAP):
+            warehouse.ensure_table(conn, stream)
+        counts = conn.execute(
+            """SELECT (SELECT count(*) FROM wfm.cc_agents), (SELECT count(*) FROM wfm.employees),
+                      (SELECT count(*) FROM wfm.agent_employee_map WHERE matched_by <> 'unmatched')""").fetchone()
+    agents, employees, matched = counts or (0, 0, 0)
+    if matched:
+        return None
+    missing = [name for name, count in (("cc_personnel", agents), ("onec_personnel", employees)) if not count]
+    if missing:
+        return (f"agent_employee_map is empty: no {' and no '.join(MISSING[m] for m in missing)} landed yet; "
+                f"run `wfm sync {' '.join(missing)}` first")
+    return (f"agent_employee_map links none of {agents} agent(s) to the {employees} employee(s): no "
+            "agentNumber equals a tabN and no loginSSO a Login; check both systems' personnel numbers")
+
+
+MISSING = {"cc_personnel": "contact-center agents", "onec_personnel": "1C employees"}
+
+
 def build_agent_employee_map(database_url: str, lake_path: str) -> dict[str, int]:
     """Rebuild the map from the landed agents and employees; returns counts by match kind.
 
@@ -61,6 +127,9 @@ def build_agent_employee_map(database_url: str, lake_path: str) -> dict[str, int
         ledger.ensure_meta(conn)
         run_id = uuid.uuid4()
         with conn.transaction():
+            conn.execute("""INSERT INTO wfm_meta.derived_builds (dataset, inputs_digest) VALUES (%s, %s)
+                            ON CONFLICT (dataset) DO UPDATE SET inputs_digest = excluded.inputs_digest,
+                            built_at = now()""", (AGENT_EMPLOYEE_MAP.name, inputs_digest(conn)))
             cur = conn.execute(REBUILD)
             names = [c.name for c in cur.description]
             table = pa.Table.from_pylist([dict(zip(names, r)) for r in cur.fetchall()], AGENT_EMPLOYEE_MAP.schema)
@@ -75,6 +144,3 @@ def build_agent_employee_map(database_url: str, lake_path: str) -> dict[str, int
             conn.execute("SELECT matched_by, count(*) FROM wfm.agent_employee_map GROUP BY 1").fetchall())
         lake.publish(conn, AGENT_EMPLOYEE_MAP, lake_path)
     return {k: int(v) for k, v in by_kind.items()}
-
-
-

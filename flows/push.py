@@ -27,13 +27,13 @@ from connectors.errors import AuthenticationFailed, SourceError, SourceRejected
 from connectors.http import SourceClient
 from connectors.settings import ONEC
 from connectors.streams import Window, fetch, id_batches
-from engine import schema
+from engine import derived, schema
 from engine.landing.window import client_for
 from engine.push import outbox, webhooks
 from engine.push.deviations import CODES, confirmed
 from engine.push.schedules import schedule_months
 from engine.settings import resolve_settings
-from tasks.derived import build_deviations
+from tasks.derived import build_agent_employee_map, build_deviations
 
 UTC = dt.timezone.utc
 WHOLE_DAY_ABSENCES = ("ОТ", "ОД", "У", "Б", "Т", "ОВ", "НВ")
@@ -232,4 +232,8 @@ def deviations(start: dt.date | None = None, end: dt.date | None = None) -> dict
     start = start or end - dt.timedelta(days=30)
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}")
+    if derived.map_stale(settings.database_url):   # the personnel changed since the map was built
+        build_agent_employee_map(settings.database_url, settings.lake_path)
+    if (reason := derived.unmapped_reason(settings.database_url)) is not None:
+        raise derived.DerivedMissing(reason)
     return build_deviations(settings.database_url, settings.lake_path, start, end)

@@ -21,7 +21,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from connectors import timing
 from connectors.contact_center import personnel_ids
 from connectors.streams import Stream, Window, windows
-from engine import catalog, progress, schema
+from engine import catalog, derived, progress, schema
 from engine.landing import drift, ledger, warehouse
 from engine.landing.limits import source_slot
 from engine.landing.window import RunPlan, client_for
@@ -217,7 +217,9 @@ def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, 
             results.append(run_stream(declared.name, start, end, force, dry_run))
         except Exception as exc:
             failures.append(str(exc).splitlines()[0])
-    if not dry_run and not failures and any(n in ("all", "agent_employee_map") for n in names):
+    personnel = {s.name for s in chosen} & derived.MAP_INPUTS.keys()   # a map reader must not find it stale
+    if not dry_run and not failures and (any(n in ("all", "agent_employee_map") for n in names) or (
+            personnel and derived.map_stale(settings.database_url))):
         build_agent_employee_map(settings.database_url, settings.lake_path)
         reconcile_landed(settings.database_url, settings.lake_path, uuid.uuid4(), {"agent_employee_map": [""]},
                          days=period_days(results), label="agent_employee_map")

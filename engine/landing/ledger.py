@@ -83,6 +83,8 @@ CREATE TABLE IF NOT EXISTS {META}.schema_drift (
   first_seen_at timestamptz NOT NULL DEFAULT now(), last_seen_run uuid NOT NULL,
   last_seen_at timestamptz NOT NULL DEFAULT now(), runs int NOT NULL DEFAULT 1, example text,
   PRIMARY KEY (stream, field, kind));
+CREATE TABLE IF NOT EXISTS {META}.derived_builds (  -- what a derived dataset was last built from
+  dataset text PRIMARY KEY, inputs_digest text NOT NULL, built_at timestamptz NOT NULL DEFAULT now());
 """
 
 
