@@ -13,6 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 
 def to_text(value: Any) -> str:
@@ -34,7 +36,10 @@ def to_timestamp(value: Any) -> dt.datetime:
     parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         raise ValueError("timestamp has no zone")
-    return parsed.astimezone(dt.timezone.utc)
+    try:
+        return parsed.astimezone(dt.timezone.utc)
+    except OverflowError:   # 9999-12-31T23:00-03:00 is in year 10000 in UTC
+        raise ValueError(CALENDAR) from None
 
 
 def to_date(value: Any) -> dt.date:
@@ -91,3 +96,31 @@ CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "float": to_number, "bool": to_bool, "json": lambda v: orjson.dumps(v).decode(),
     "text_list": to_text_list,
 }
+
+
+# PostgreSQL refuses a timestamp before year 1 (`0000-12-31 21:00:00Z` from `0001-01-01T00:00+03:00`)
+# and Python, which reads rows back for the lake, stops at 9999-12-31: the calendar a value must fit
+CALENDAR = "outside 0001-01-01 … 9999-12-31 (UTC), the calendar the warehouse stores"
+FIRST, LAST = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc), dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+
+
+def outside_calendar(array: pa.Array) -> list[int]:
+    """Rows of a timestamp or date column outside 0001-01-01 … 9999-12-31 (UTC)."""
+    if pa.types.is_timestamp(array.type):
+        if array.type.unit == "ns":          # nanoseconds reach only 1677 … 2262
+            return []
+        kind = pa.timestamp(array.type.unit, tz="UTC")
+        first, last, array = pa.scalar(FIRST, kind), pa.scalar(LAST, kind), array.cast(kind)
+    elif pa.types.is_date32(array.type):
+        first, last = pa.scalar(dt.date.min, pa.date32()), pa.scalar(dt.date.max, pa.date32())
+    else:
+        return []
+    outside = pc.or_(pc.less(array, first), pc.greater(array, last))
+    return pc.indices_nonzero(pc.fill_null(outside, False)).to_pylist()
+
+
+def with_nul(array: pa.Array) -> list[int]:
+    """Rows of a text column holding a NUL character, which PostgreSQL text cannot store."""
+    if not pa.types.is_string(array.type):
+        return []
+    return pc.indices_nonzero(pc.fill_null(pc.match_substring(array, "\x00"), False)).to_pylist()

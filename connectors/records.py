@@ -23,7 +23,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .converters import CONVERTERS
+from .converters import CONVERTERS, outside_calendar
 
 ARROW_TYPES: dict[str, pa.DataType] = {
     "text": pa.string(),
@@ -312,7 +312,10 @@ def _convert(values: list[Any], f: Field) -> tuple[pa.Array, dict[int, str]]:
 
 def _fast(values: list[Any], kind: str, target: pa.DataType) -> pa.Array:
     if kind in ("timestamp", "date"):
-        return pa.array(values, pa.string()).cast(target)
+        array = pa.array(values, pa.string()).cast(target)
+        if outside_calendar(array):   # Arrow reads year 0 and 10000; the converters name the rows
+            raise ValueError("outside the calendar")
+        return array
     if kind == "json":
         return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], target)
     types = set(map(type, values))     # one C-level pass; the checks below read this small set

@@ -24,7 +24,8 @@ from prefect.utilities.annotations import quote
 from connectors import files
 from engine import progress, schema
 from engine.bulk.export import ExportSpec
-from engine.bulk.files import FileSpec, chunk_window, finish_import, open_spec, quarantined_examples, start_import
+from engine.bulk.files import (FileSpec, chunk_window, finish_import, open_whole, quarantined_examples, start_import,
+                               unpublished)
 from engine.settings import resolve_settings
 from tasks.bulk import export_table, land_chunk, validate_file
 from tasks.sync import publish_lake
@@ -40,24 +41,29 @@ class ImportFailed(RuntimeError):
 
 
 def file_spec(path: Path, stream: str, mapping: dict[str, str] | None, mapping_file: Path | None,
-              file_format: str, encoding: str | None, delimiter: str | None, chunk_rows: int) -> FileSpec:
+              file_format: str, encoding: str | None, delimiter: str | None, chunk_rows: int,
+              timezone: str | None = None, datetime_format: str | None = None) -> FileSpec:
     """The flow parameters as one spec; an inline mapping wins over the mapping file."""
     merged = {**files.parse_mapping(None, mapping_file), **(mapping or {})}
-    return FileSpec(Path(path), stream, merged, file_format, encoding, delimiter, chunk_rows)
+    return FileSpec(Path(path), stream, merged, file_format, encoding, delimiter, chunk_rows, timezone,
+                    datetime_format)
 
 
 @flow(name="bulk-import", flow_run_name="import {stream}")
 def bulk_import(path: Path, stream: str, mapping: dict[str, str] | None = None, mapping_file: Path | None = None,
                 file_format: FileFormat = "auto", encoding: str | None = None, delimiter: str | None = None,
-                chunk_rows: int = files.CHUNK_ROWS, threshold: float = 1.0) -> dict:
+                chunk_rows: int = files.CHUNK_ROWS, threshold: float = 1.0, timezone: str | None = None,
+                datetime_format: str | None = None) -> dict:
     """Import a file into a stream's table: valid rows land exactly once, invalid rows go to quarantine.
 
     `mapping` maps file columns to stream fields; `threshold` is the share of invalid rows above
-    which a chunk is held back (default 1.0: every valid row lands).
+    which a chunk is held back (default 1.0: every valid row lands); `timezone` is the zone of
+    times written without one (default: `WFM_DEFAULT_TIMEZONE`), `datetime_format` their format.
     """
     logger = get_run_logger()
-    spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter, chunk_rows)
-    source, columns = open_spec(spec)                       # a bad file is refused here, before anything lands
+    spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter, chunk_rows, timezone,
+                     datetime_format)
+    source, columns = open_whole(spec)          # a bad file is refused here, read whole, before anything lands
     if columns.ignored:
         logger.warning("%s: columns %s are not fields of %s: ignored", source.name, ", ".join(columns.ignored), stream)
     settings = resolve_settings()
@@ -76,10 +82,14 @@ def bulk_import(path: Path, stream: str, mapping: dict[str, str] | None = None, 
         finish_import(settings.database_url, plan, "failed", _one_line(exc))
         raise
     publish_lake(columns.stream, settings.database_url, settings.lake_path)
+    stuck = unpublished(settings.database_url, stream)
+    if stuck:
+        logger.warning("%s: lake partitions not published, kept queued: %s", stream, ", ".join(stuck))
     run = finish_import(settings.database_url, plan, "failed" if held else "completed", "; ".join(held)[:2000] or None)
     run["file"] = {"path": str(source.path), "format": source.format, "encoding": source.encoding,
                    "delimiter": source.delimiter, "ignored_columns": list(columns.ignored),
-                   "quarantined": quarantined_examples(settings.database_url, stream, source.name)}
+                   "quarantined": quarantined_examples(settings.database_url, stream, source.name),
+                   "unpublished": stuck}
     _import_artifact(run)
     if held:
         raise ImportFailed(f"{source.name}: {len(held)} chunk(s) held back — {held[0]}")
@@ -89,13 +99,15 @@ def bulk_import(path: Path, stream: str, mapping: dict[str, str] | None = None, 
 @flow(name="validate-data", flow_run_name="validate {stream}")
 def validate_data(path: Path, stream: str, mapping: dict[str, str] | None = None, mapping_file: Path | None = None,
                   file_format: FileFormat = "auto", encoding: str | None = None, delimiter: str | None = None,
-                  chunk_rows: int = files.CHUNK_ROWS, report_path: Path | None = None) -> dict:
+                  chunk_rows: int = files.CHUNK_ROWS, report_path: Path | None = None, timezone: str | None = None,
+                  datetime_format: str | None = None) -> dict:
     """Check a file as an import would — converters and expectations — and land nothing.
 
     Returns the report (rows read, valid, invalid by rule with the first examples), publishes it
     as a markdown artifact and, with `report_path`, writes it as JSON.
     """
-    spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter, chunk_rows)
+    spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter, chunk_rows, timezone,
+                     datetime_format)
     report = validate_file(spec).to_dict()
     if report_path is not None:
         Path(report_path).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2, default=str))

@@ -48,7 +48,7 @@ def delimiter_option(text: str | None) -> str | None:
 
 def run_import(console: Console, path: Path, stream: str, map_text: str | None, mapping_file: Path | None,
                file_format: str, encoding: str | None, delimiter: str | None, chunk_rows: int,
-               threshold: float) -> dict:
+               threshold: float, timezone: str | None = None, datetime_format: str | None = None) -> dict:
     """Import a file through the `bulk_import` flow; prints the run, ignored columns and quarantined rows."""
     prefect_api.start()
     from connectors import files
@@ -57,12 +57,12 @@ def run_import(console: Console, path: Path, stream: str, map_text: str | None, 
 
     mapping = files.parse_mapping(map_text)
     spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter_option(delimiter),
-                     chunk_rows)
+                     chunk_rows, timezone, datetime_format)
     open_spec(spec)   # a bad file, stream or mapping fails here, in one line, before Prefect starts
     prefect_api.ready()
     with _bars(console, bytes_=True):
         run = bulk_import(spec.path, stream, spec.mapping, None, file_format, encoding,  # type: ignore[arg-type]
-                          spec.delimiter, chunk_rows, threshold)
+                          spec.delimiter, chunk_rows, threshold, timezone, datetime_format)
     file = run["file"]
     _summary(console, f"import {Path(file['path']).name} → {run['stream']}", {
         "format": _format(file), "status": run["status"], "chunks": run["windows_landed"],
@@ -70,6 +70,9 @@ def run_import(console: Console, path: Path, stream: str, map_text: str | None, 
         "unchanged": run["rows_unchanged"], "duplicate keys (last wins)": run["duplicates_removed"],
         "quarantined": run["rows_quarantined"]})
     _ignored(console, file["ignored_columns"])
+    if file.get("unpublished"):
+        console.print(f"[yellow]warning[/]: lake partitions not published, kept queued for the next run: "
+                      f"{', '.join(file['unpublished'])}", highlight=False)
     if run["rows_quarantined"]:
         _examples(console, "first quarantined rows", file["quarantined"])
         console.print(f"[yellow]{run['rows_quarantined']} row(s) quarantined[/]: wfm quarantine --stream "
@@ -79,7 +82,7 @@ def run_import(console: Console, path: Path, stream: str, map_text: str | None, 
 
 def run_validate(console: Console, path: Path, stream: str, map_text: str | None, mapping_file: Path | None,
                  file_format: str, encoding: str | None, delimiter: str | None, chunk_rows: int,
-                 report_path: Path | None) -> dict:
+                 report_path: Path | None, timezone: str | None = None, datetime_format: str | None = None) -> dict:
     """Validate a file through the `validate_data` flow; raises `DataInvalid` when a row is invalid."""
     prefect_api.start()
     from connectors import files
@@ -87,12 +90,12 @@ def run_validate(console: Console, path: Path, stream: str, map_text: str | None
     from flows.bulk import file_spec, validate_data
 
     spec = file_spec(path, stream, files.parse_mapping(map_text), mapping_file, file_format, encoding,
-                     delimiter_option(delimiter), chunk_rows)
+                     delimiter_option(delimiter), chunk_rows, timezone, datetime_format)
     open_spec(spec)
     prefect_api.ready()
     with _bars(console, bytes_=True):
         report = validate_data(spec.path, stream, spec.mapping, None, file_format, encoding,  # type: ignore[arg-type]
-                               spec.delimiter, chunk_rows, report_path)
+                               spec.delimiter, chunk_rows, report_path, timezone, datetime_format)
     _summary(console, f"validate {report['file']} as {stream}", {
         "format": _format(report), "rows read": report["rows_read"], "valid": report["rows_valid"],
         "invalid": report["rows_invalid"], "duplicate keys (last wins)": report["duplicate_keys"]})

@@ -67,40 +67,46 @@ def _register_quality() -> None:
 _register_quality()
 
 
-FileArg = Annotated[Path, typer.Argument(help="CSV, Parquet, JSON or NDJSON file")]
+# readable=False: an unreadable file is refused by the reader, in one line naming it, not by click's usage box
+FileArg = Annotated[Path, typer.Argument(help="CSV, Parquet, JSON or NDJSON file", readable=False)]
 StreamOpt = Annotated[str, typer.Option("--stream", help="the stream (table) the file holds")]
 MapOpt = Annotated[Optional[str], typer.Option("--map", help='file column=stream field, e.g. "Табельный=employee_id"')]
-MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", help="YAML file: file column: stream field")]
+MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", help="YAML file: file column: stream field",
+                                                    readable=False)]
 FormatOpt = Annotated[str, typer.Option("--format", help="auto|csv|parquet|json|ndjson")]
 EncodingOpt = Annotated[Optional[str], typer.Option(help="e.g. utf-8, cp1251 (default: detected)")]
 DelimiterOpt = Annotated[Optional[str], typer.Option(help="CSV delimiter (default: detected; tab as \\t)")]
 ChunkOpt = Annotated[int, typer.Option(help="rows per chunk")]
+ZoneOpt = Annotated[Optional[str], typer.Option(
+    "--timezone", help="zone of times written without one, e.g. Asia/Yekaterinburg (default: WFM_DEFAULT_TIMEZONE)")]
+TimeFormatOpt = Annotated[Optional[str], typer.Option(
+    "--datetime-format", help="strptime format of zoneless times, e.g. '%m/%d/%Y %I:%M %p'")]
 
 
 @app.command("import")
 def import_file(path: FileArg, stream: StreamOpt, map_: MapOpt = None, mapping: MappingOpt = None,
                 file_format: FormatOpt = "auto", encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
                 chunk_rows: ChunkOpt = 50_000,
-                threshold: Annotated[float, typer.Option(help="hold a chunk back above this invalid share")] = 1.0
-                ) -> None:
+                threshold: Annotated[float, typer.Option(help="hold a chunk back above this invalid share")] = 1.0,
+                timezone: ZoneOpt = None, datetime_format: TimeFormatOpt = None) -> None:
     """Import a file into a stream's table: valid rows land exactly once, invalid rows are quarantined."""
     from wfm.bulk_commands import run_import
 
     guarded(lambda: run_import(console, path, stream, map_, mapping, file_format, encoding, delimiter, chunk_rows,
-                               threshold))
+                               threshold, timezone, datetime_format))
 
 
 @app.command()
 def validate(path: FileArg, stream: StreamOpt, map_: MapOpt = None, mapping: MappingOpt = None,
              file_format: FormatOpt = "auto", encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
              chunk_rows: ChunkOpt = 50_000,
-             report: Annotated[Optional[Path], typer.Option(help="also write the report as JSON here")] = None
-             ) -> None:
+             report: Annotated[Optional[Path], typer.Option(help="also write the report as JSON here")] = None,
+             timezone: ZoneOpt = None, datetime_format: TimeFormatOpt = None) -> None:
     """Check a file as an import would and land nothing; exit 1 when any row is invalid."""
     from wfm.bulk_commands import run_validate
 
     guarded(lambda: run_validate(console, path, stream, map_, mapping, file_format, encoding, delimiter, chunk_rows,
-                                 report))
+                                 report, timezone, datetime_format))
 
 
 @app.command()

@@ -23,22 +23,21 @@ rejected as mixed encodings.
 from __future__ import annotations
 
 import codecs
-import csv
-import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from connectors.files import json_file, readers
-from connectors.files.readers import Chunk, FileRejected, FileSource
-from connectors.files.rows import EXTRA_FIELD, file_fields
 from connectors.records import Field
 from connectors.streams import Stream
+from connectors.files import delimited, json_file, readers
+from connectors.files.readers import Chunk, FileRejected, FileSource, one_line, refuse_duplicates
+from connectors.files.rows import EXTRA_FIELD, file_fields
+from connectors.files.times import LocalTimes
 
-__all__ = ["CHUNK_ROWS", "Chunk", "ColumnMap", "FileRejected", "FileSource", "map_columns", "open_file",
-           "parse_mapping", "read_chunks"]
+__all__ = ["CHUNK_ROWS", "Chunk", "ColumnMap", "FileRejected", "FileSource", "LocalTimes", "map_columns",
+           "open_file", "parse_mapping", "read_chunks", "verify"]
 
 CHUNK_ROWS = 50_000
 FORMATS = ("csv", "parquet", "json", "ndjson")
@@ -47,7 +46,6 @@ SUFFIXES = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", 
 LINEAGE = ("_run_id", "_extracted_at")
 SAMPLE = 1 << 20              # the head read for the header, delimiter and binary checks
 ENCODING_SCAN = 16 << 20      # how far to look for non-ASCII text that decides the encoding
-DELIMITERS = (",", ";", "\t", "|")
 SIGNATURES = {b"PK\x03\x04": "a ZIP archive (an .xlsx workbook?)", b"PAR1": "a Parquet file",
               b"\x1f\x8b": "gzip-compressed", b"%PDF": "a PDF document",
               b"\xd0\xcf\x11\xe0": "an old Excel/Office document"}
@@ -60,6 +58,7 @@ class ColumnMap:
     stream: Stream
     fields: tuple[Field, ...]               # the stream's fields with `source` = the file column
     ignored: tuple[str, ...] = ()
+    times: LocalTimes = LocalTimes()        # how zoneless times are read (`files.times`)
 
 
 def open_file(path: Path | str, file_format: str = "auto", encoding: str | None = None,
@@ -72,10 +71,15 @@ def open_file(path: Path | str, file_format: str = "auto", encoding: str | None 
     if not path.is_file():
         raise FileRejected(f"{path}: is a directory, not a file" if path.is_dir() else f"{path}: not a regular file")
     size = path.stat().st_size
-    with path.open("rb") as handle:
-        head = handle.read(SAMPLE)
-    if not head.strip():
-        raise FileRejected(f"{name}: the file is empty")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(SAMPLE)
+    except OSError as exc:   # no read permission, a file that went away, an I/O error
+        raise FileRejected(f"{path}: cannot be read ({exc.strerror or one_line(exc)})") from None
+    bare = head.removeprefix(codecs.BOM_UTF8)
+    bare = bare[2:] if bare.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else bare
+    if not bare.strip(b" \t\r\n\x00"):
+        raise FileRejected(f"{name}: the file is empty" + (" (only a byte-order mark)" if bare != head else ""))
     kind = _format(path, head, file_format)
     if kind == "parquet":
         return _open_parquet(path, size)
@@ -85,7 +89,7 @@ def open_file(path: Path | str, file_format: str = "auto", encoding: str | None 
         _refuse_binary(name, head)
     encoding = encoding or _encoding(path, head)
     if kind == "csv":
-        return _open_csv(path, size, head, encoding, delimiter)
+        return delimited.open_csv(path, size, head, encoding, delimiter, SAMPLE)
     return json_file.open_json(path, size, kind, encoding)
 
 
@@ -144,53 +148,13 @@ def _decodes(line: bytes, encoding: str) -> bool:
         return False
 
 
-def _open_csv(path: Path, size: int, head: bytes, encoding: str, delimiter: str | None) -> FileSource:
-    name = path.name
-    text = head.decode(encoding, errors="replace")
-    if len(head) == SAMPLE:
-        text = text[: text.rfind("\n") + 1] or text
-    text = text.lstrip("\ufeff")
-    if "\ufffd" in text.split("\n", 1)[0]:
-        raise FileRejected(f"{name}: the header is not {encoding} text; pass --encoding")
-    delimiter = delimiter or _delimiter(text)
-    records = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter) if r]
-    header = [column.strip() or f"column_{i}" for i, column in enumerate(records[0], 1)]
-    _refuse_duplicates(name, header)
-    if len(records) < 2 and len(head) == size:
-        raise FileRejected(f"{name}: has a header but no rows")
-    return FileSource(path, "csv", tuple(header), size, encoding, delimiter)
-
-
-def _delimiter(text: str) -> str:
-    """The candidate that splits the first lines into the most columns, the same number on each line."""
-    lines = text.splitlines()[:50]
-    best, best_score = ",", (0, 0)
-    for candidate in DELIMITERS:
-        counts = [len(r) for r in csv.reader(io.StringIO("\n".join(lines)), delimiter=candidate) if r]
-        if not counts or counts[0] < 2:
-            continue
-        score = (sum(c == counts[0] for c in counts), counts[0])
-        if score > best_score:
-            best, best_score = candidate, score
-    return best
-
-
-def _refuse_duplicates(name: str, columns: list[str]) -> None:
-    seen: dict[str, int] = {}
-    for i, column in enumerate(columns, 1):
-        if column in seen:
-            raise FileRejected(f"{name}: column {column!r} appears twice in the header (columns {seen[column]} "
-                               f"and {i})")
-        seen[column] = i
-
-
 def _open_parquet(path: Path, size: int) -> FileSource:
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises ArrowInvalid or OSError in its own words
-        raise FileRejected(f"{path.name}: not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        raise FileRejected(f"{path.name}: not a readable Parquet file ({one_line(exc)})") from None
     columns = parquet.schema_arrow.names
-    _refuse_duplicates(path.name, columns)
+    refuse_duplicates(path.name, columns)
     if parquet.metadata.num_rows == 0:
         raise FileRejected(f"{path.name}: has no rows")
     return FileSource(path, "parquet", tuple(columns), size, rows=parquet.metadata.num_rows)
@@ -221,6 +185,8 @@ def _yaml_mapping(path: Path) -> dict[str, str]:
         raise FileRejected(f"{path}: no such mapping file")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except OSError as exc:
+        raise FileRejected(f"{path}: cannot be read ({exc.strerror or one_line(exc)})") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise FileRejected(f"{path.name}: not a YAML mapping ({str(exc).splitlines()[0]})") from None
     if isinstance(loaded, dict) and isinstance(loaded.get("columns"), dict):
@@ -230,7 +196,8 @@ def _yaml_mapping(path: Path) -> dict[str, str]:
     return {str(k).strip(): v.strip() for k, v in loaded.items()}
 
 
-def map_columns(stream: Stream, source: FileSource, mapping: dict[str, str] | None = None) -> ColumnMap:
+def map_columns(stream: Stream, source: FileSource, mapping: dict[str, str] | None = None,
+                times: LocalTimes = LocalTimes()) -> ColumnMap:
     """Point each stream field at a file column: the mapping first, then the same name (or API spelling).
 
     Raises before anything is read when a mapped column is not in the file, a target is not a
@@ -263,18 +230,28 @@ def map_columns(stream: Stream, source: FileSource, mapping: dict[str, str] | No
     if EXTRA_FIELD.column in unclaimed:
         chosen.append(EXTRA_FIELD)
     ignored = tuple(c for c in unclaimed if c not in (*LINEAGE, EXTRA_FIELD.column))
-    return ColumnMap(stream, tuple(chosen), ignored)
+    return ColumnMap(stream, tuple(chosen), ignored, times)
 
 
 def _aliases(f: Field) -> tuple[str, ...]:
     return () if callable(f.source) else f.sources
 
 
+def verify(source: FileSource, columns: ColumnMap) -> FileSource:
+    """Read the whole file once, landing nothing, so that an import cannot fail halfway: every
+    Parquet row group decoded, every CSV row parsed (a JSON array was parsed whole on opening;
+    an NDJSON line that is not JSON is a row error, not a file error). Raises `FileRejected`."""
+    if source.format == "parquet":
+        readers.verify_parquet(source, columns.fields)
+    elif source.format == "csv":
+        return delimited.verify_csv(source, columns.fields)
+    return source
+
+
 def read_chunks(source: FileSource, columns: ColumnMap, rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
     """The file's rows as typed chunks of at most `rows` rows, in file order."""
     if rows < 1:
         raise ValueError("chunk rows must be at least 1")
-    reader = {"csv": readers.csv_chunks, "parquet": readers.parquet_chunks,
+    reader = {"csv": delimited.csv_chunks, "parquet": readers.parquet_chunks,
               "json": json_file.json_chunks, "ndjson": json_file.json_chunks}[source.format]
-    return reader(source, columns.fields, rows)
-
+    return reader(source, columns.fields, rows, columns.times)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import orjson
 
+from connectors.records import Field, Reject
 from connectors.files.readers import Chunk, FileRejected, FileSource
 from connectors.files.rows import parse_records
-from connectors.records import Field, Reject
+from connectors.files.times import LocalTimes
 
 PEEK = 1_000               # records looked at to learn the columns
 
@@ -74,7 +75,8 @@ def _ndjson(path: Path, encoding: str) -> Iterator[tuple[int, dict | str, int]]:
             yield number, item if isinstance(item, dict) else f"a JSON {type(item).__name__}, not an object", position
 
 
-def json_chunks(source: FileSource, fields: Sequence[Field], rows: int) -> Iterator[Chunk]:
+def json_chunks(source: FileSource, fields: Sequence[Field], rows: int,
+                times: LocalTimes = LocalTimes()) -> Iterator[Chunk]:
     """JSON records in chunks of `rows`, each record tagged with `_file` and `_row`."""
     if source.records is not None:
         total = len(source.records)
@@ -89,7 +91,7 @@ def json_chunks(source: FileSource, fields: Sequence[Field], rows: int) -> Itera
                 records.append({**item, "_file": source.name, "_row": row})
             else:
                 rejects.append(Reject(f"row {row}: {item}", None, {"_file": source.name, "_row": row}))
-        parsed = parse_records(source.name, records, fields, rejects)
+        parsed = parse_records(source.name, records, fields, rejects, times)
         yield Chunk(number, parsed, len(batch), batch[-1][2])
 
 

@@ -20,10 +20,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connectors.converters import CALENDAR, outside_calendar, with_nul
 from connectors.records import EXTRA, Field, Parsed, Reject, flatten, to_arrow
+from connectors.files.times import LocalTimes, localize
 
 __all__ = ["EXTRA_FIELD", "FileRecords", "file_fields", "name_rows", "parse_records", "parse_table"]
 
+REQUIRED = "required but missing"
 _CAST_FAILED = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError)
 _ARROW_KINDS = {pa.string(): "text", pa.date32(): "date", pa.int64(): "int", pa.float64(): "float",
                 pa.bool_(): "bool", pa.list_(pa.string()): "text_list"}
@@ -69,48 +72,88 @@ def name_rows(rejects: Sequence[Reject]) -> list[Reject]:
 
 
 def parse_table(file: str, rows: Sequence[int], table: pa.Table, fields: Sequence[Field],
-                rejects: Sequence[Reject] = ()) -> Parsed:
+                rejects: Sequence[Reject] = (), times: LocalTimes = LocalTimes()) -> Parsed:
     """The stream's typed rows from a table of file columns; each field's `source` names its file column.
 
     `rows` holds the file row number of each table row; `rejects` are rows the reader could not
     split or decode, passed through. Columns a field reads that the file lacks are all-absent.
+    A row's first problem rejects it: a required value missing, a local time that cannot be
+    placed (`files.times`), a value that does not convert, one PostgreSQL cannot store.
     """
     raw = {f.column: _absent_as_null(table.column(f.source), f) if f.source in table.column_names
            else pa.nulls(table.num_rows, pa.string()) for f in fields}
-    out = list(rejects)
-    missing = _missing_required(raw, fields)
-    if missing:
-        records = FileRecords(file, rows, table)
-        out += [Reject(f"field {f.sources[0]}: required but missing", f.sources[0], records[i])
-                for i, f in missing.items()]
-        keep = pa.array([i for i in range(table.num_rows) if i not in missing], pa.int64())
-        table, rows = table.take(keep), [rows[i] for i in keep.to_pylist()]
-        raw = {name: column.take(keep) for name, column in raw.items()}
-    typed = {f.column: _cast(raw[f.column], f) for f in fields}
+    kept = _Kept(file, rows, table, raw, list(rejects))
+    problems = _missing_required(raw, fields)
+    for f in fields:
+        if f.type == "timestamp":
+            raw[f.column], placed = localize(raw[f.column], times)
+            for row, reason in placed.items():
+                problems.setdefault(row, (f, reason))
+    kept.drop(problems)
+    typed = {f.column: _cast(kept.raw[f.column], f) for f in fields}
+    kept.drop(_unstorable(typed, fields), typed)
     slow = [f for f in fields if typed[f.column] is None]
     if slow:   # row by row, with the API's converters, only the columns whose cast failed
-        values = {f.column: _python_values(raw[f.column], f) for f in slow}
-        converted = to_arrow(values, list(range(table.num_rows)), slow)   # type: ignore[arg-type]
-        records = FileRecords(file, rows, table)
-        out += [Reject(r.reason, r.field, records[r.record]) for r in converted.rejects]  # type: ignore[index]
+        values = {f.column: _python_values(kept.raw[f.column], f) for f in slow}
+        converted = to_arrow(values, list(range(kept.table.num_rows)), slow)   # type: ignore[arg-type]
+        records = FileRecords(file, kept.rows, kept.table)
+        kept.rejects += [Reject(r.reason, r.field, records[r.record]) for r in converted.rejects]  # type: ignore[index]
         keep = pa.array(converted.records, pa.int64())
         typed = {name: array if array is None else array.take(keep) for name, array in typed.items()}
         typed.update({f.column: converted.table.column(f.column) for f in slow})
-        table, rows = table.take(keep), [rows[i] for i in converted.records]  # type: ignore[call-overload]
+        kept.table, kept.rows = kept.table.take(keep), [kept.rows[i] for i in converted.records]  # type: ignore[index]
     schema = pa.schema([pa.field(f.column, f.arrow_type) for f in fields])
     parsed = Parsed(pa.Table.from_arrays([typed[f.column] for f in fields], schema=schema),
-                    FileRecords(file, rows, table), out)  # type: ignore[arg-type]
+                    FileRecords(file, kept.rows, kept.table), kept.rejects)  # type: ignore[arg-type]
     return _with_defaults(parsed, fields)
 
 
+class _Kept:
+    """The rows still standing, with their file numbers and raw columns; `drop` rejects the others."""
+
+    def __init__(self, file: str, rows: Sequence[int], table: pa.Table, raw: dict[str, pa.Array],
+                 rejects: list[Reject]) -> None:
+        self.file, self.rows, self.table, self.raw, self.rejects = file, rows, table, raw, rejects
+
+    def drop(self, problems: dict[int, tuple[Field, str]], typed: dict[str, pa.Array | None] | None = None) -> None:
+        """Reject each row → (field, reason), naming the field and its value; the rest go on."""
+        if not problems:
+            return
+        records = FileRecords(self.file, self.rows, self.table)
+        for i, (f, reason) in sorted(problems.items()):
+            value = self.raw[f.column][i].as_py() if reason != REQUIRED else None
+            shown = "" if reason == REQUIRED else f" (value {_show(value)})"
+            self.rejects.append(Reject(f"field {f.sources[0]}: {reason}{shown}", f.sources[0], records[i]))
+        keep = pa.array([i for i in range(self.table.num_rows) if i not in problems], pa.int64())
+        self.table, self.rows = self.table.take(keep), [self.rows[i] for i in keep.to_pylist()]
+        self.raw = {name: column.take(keep) for name, column in self.raw.items()}
+        for name, array in (typed or {}).items():
+            typed[name] = None if array is None else array.take(keep)   # type: ignore[index]
+
+
+def _unstorable(typed: dict[str, pa.Array | None], fields: Sequence[Field]) -> dict[int, tuple[Field, str]]:
+    """Row → (field, reason) for values PostgreSQL would refuse: outside its calendar, a NUL in text."""
+    problems: dict[int, tuple[Field, str]] = {}
+    for f in fields:
+        array = typed[f.column]
+        if array is None:
+            continue
+        for row in outside_calendar(array):
+            problems.setdefault(row, (f, CALENDAR))
+        for row in with_nul(array) if f.type == "text" else ():
+            problems.setdefault(row, (f, "a NUL character (PostgreSQL text cannot hold it)"))
+    return problems
+
+
 def parse_records(file: str, records: list[dict], fields: Sequence[Field],
-                  rejects: Sequence[Reject] = ()) -> Parsed:
+                  rejects: Sequence[Reject] = (), times: LocalTimes = LocalTimes()) -> Parsed:
     """JSON records (each holding `_file` and `_row`) through the API path itself: flatten, then to_arrow.
 
     Keys no field reads are ignored (the caller warns about them), not kept as `_extra`: only a
     record's own `_extra` (a file we exported) is carried into that column.
     """
     columns, kept, broken = flatten(records, fields)
+    columns, kept = _localized(columns, kept, fields, times, broken)
     columns[EXTRA] = [record.get(EXTRA) for record in kept]
     parsed = to_arrow(columns, kept, fields, [*rejects, *broken])
     for reject in parsed.rejects:
@@ -118,6 +161,26 @@ def parse_records(file: str, records: list[dict], fields: Sequence[Field],
     parsed.extra = []
     parsed.rejects = sorted(name_rows(parsed.rejects), key=lambda r: r.record.get("_row") or 0)
     return parsed
+
+
+def _localized(columns: dict[str, list[Any]], kept: list[dict], fields: Sequence[Field], times: LocalTimes,
+               broken: list[Reject]) -> tuple[dict[str, list[Any]], list[dict]]:
+    """JSON values of timestamp fields with local times placed in the zone; rows that cannot be
+    placed join `broken`, named by field and value."""
+    problems: dict[int, tuple[Field, str]] = {}
+    for f in fields:
+        values = columns[f.column]
+        if f.type != "timestamp" or not any(isinstance(v, str) for v in values):
+            continue
+        placed, found = localize(pa.array([v if isinstance(v, str) else None for v in values], pa.string()), times)
+        columns[f.column] = [p if isinstance(v, str) else v for v, p in zip(values, placed.to_pylist())]
+        for row, reason in found.items():
+            problems.setdefault(row, (f, f"{reason} (value {_show(values[row])})"))
+    if not problems:
+        return columns, kept
+    broken += [Reject(f"field {f.sources[0]}: {reason}", f.sources[0], kept[row]) for row, (f, reason) in problems.items()]
+    keep = [i for i in range(len(kept)) if i not in problems]
+    return {name: [values[i] for i in keep] for name, values in columns.items()}, [kept[i] for i in keep]
 
 
 def _absent_as_null(column: pa.ChunkedArray, f: Field) -> pa.Array:
@@ -128,14 +191,19 @@ def _absent_as_null(column: pa.ChunkedArray, f: Field) -> pa.Array:
     return array
 
 
-def _missing_required(raw: dict[str, pa.Array], fields: Sequence[Field]) -> dict[int, Field]:
+def _missing_required(raw: dict[str, pa.Array], fields: Sequence[Field]) -> dict[int, tuple[Field, str]]:
     """Row → the first required field it lacks (the order `flatten` reports them in)."""
-    missing: dict[int, Field] = {}
+    missing: dict[int, tuple[Field, str]] = {}
     for f in fields:
         if f.required and raw[f.column].null_count:
             for row in pc.indices_nonzero(pc.is_null(raw[f.column])).to_pylist():
-                missing.setdefault(row, f)
-    return dict(sorted(missing.items()))
+                missing.setdefault(row, (f, REQUIRED))
+    return missing
+
+
+def _show(value: Any) -> str:
+    text = repr(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _cast(array: pa.Array, f: Field) -> pa.Array | None:

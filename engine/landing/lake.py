@@ -9,7 +9,9 @@ are one file, `<lake>/<table>/part-0.parquet`. A writer killed mid-swap leaves i
 (`.part-0.parquet.<id>.tmp`: hidden, not `*.parquet`, so no reader takes it for data); the next
 write of that partition deletes temporary files older than an hour. A partition a reconciliation check holds
 (`wfm_meta.partition_holds`, see `engine/quality/reconcile.py`) stays queued and unpublished, and one
-published before the check failed is withdrawn until the check passes.
+published before the check failed is withdrawn until the check passes. A partition that cannot
+be written (whatever the reason) is logged and stays queued; the others are published and later
+runs go on (`publish` never fails a run for one partition).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import io
+import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,6 +40,7 @@ FILE = "part-0.parquet"
 ROW_GROUP = 256_000
 PUBLISH_WORKERS = 3    # partitions rebuilt at once by `publish_parallel`
 STALE_TEMPORARY = dt.timedelta(hours=1)   # no live writer takes this long over one partition
+LOG = logging.getLogger("wfm.lake")
 
 
 def partition_name(day: dt.date | None) -> str:
@@ -89,9 +93,10 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str) -> 
         if dict(columns(stream))[stream.partition] == "date":
             where = sql.SQL(" WHERE {} = {}").format(column, sql.Literal(day))
         else:
+            # the day after is PostgreSQL's arithmetic: in Python it overflows on 9999-12-31
             start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
-            where = sql.SQL(" WHERE {0} >= {1} AND {0} < {2}").format(
-                column, sql.Literal(start), sql.Literal(start + dt.timedelta(days=1)))
+            where = sql.SQL(" WHERE {0} >= {1} AND {0} < {1}::timestamptz + interval '1 day'").format(
+                column, sql.Literal(start))
     query = sql.SQL("COPY (SELECT {} FROM {}{} ORDER BY {}) TO STDOUT (FORMAT csv, HEADER)").format(
         sql.SQL(", ").join(select), table_ident(stream), where, sql.SQL(", ").join(map(sql.Identifier, stream.key)))
     buffer = io.BytesIO()
@@ -146,8 +151,9 @@ def withdraw_partition(lake: str, table: str, partition: str) -> bool:
 
 def publish(conn: psycopg.Connection, stream: Stream, lake: str) -> list[str]:
     """Rebuild every partition queued for this stream and not held; returns the partitions written."""
-    return [_rebuild(conn, stream, lake, partition, run_id)
-            for partition, run_id in ledger.pending_partitions(conn, stream.name)]
+    written = [_rebuild_or_keep(conn, stream, lake, partition, run_id)
+               for partition, run_id in ledger.pending_partitions(conn, stream.name)]
+    return [p for p in written if p is not None]
 
 
 def publish_parallel(database_url: str, stream: Stream, lake: str, workers: int = PUBLISH_WORKERS) -> list[str]:
@@ -155,15 +161,29 @@ def publish_parallel(database_url: str, stream: Stream, lake: str, workers: int 
     writes another, which matters after a backfill has queued a month of partitions."""
     with psycopg.connect(database_url) as conn:
         pending = ledger.pending_partitions(conn, stream.name)
-    if len(pending) < 2:
-        with psycopg.connect(database_url) as conn:
-            return [_rebuild(conn, stream, lake, partition, run_id) for partition, run_id in pending]
 
-    def rebuild(item: tuple[str, uuid.UUID]) -> str:
+    def rebuild(item: tuple[str, uuid.UUID]) -> str | None:
         with psycopg.connect(database_url) as conn:
-            return _rebuild(conn, stream, lake, *item)
+            return _rebuild_or_keep(conn, stream, lake, *item)
+    if len(pending) < 2:
+        return [p for p in map(rebuild, pending) if p is not None]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"lake-{stream.name}") as pool:
-        return list(pool.map(rebuild, pending))
+        return [p for p in pool.map(rebuild, pending) if p is not None]
+
+
+def _rebuild_or_keep(conn: psycopg.Connection, stream: Stream, lake: str, partition: str,
+                     run_id: uuid.UUID) -> str | None:
+    """`_rebuild`, or None with a warning: a partition that cannot be published stays queued
+    (the next run tries again) and never stops the other partitions or the runs after it.
+    Lost connections still raise, so the task's retry can take them."""
+    try:
+        return _rebuild(conn, stream, lake, partition, run_id)
+    except psycopg.OperationalError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        LOG.warning("lake: %s/%s not published, kept queued: %s", stream.name, partition or "(whole table)", reason)
+        return None
 
 
 def _rebuild(conn: psycopg.Connection, stream: Stream, lake: str, partition: str, run_id: uuid.UUID) -> str:
