@@ -144,7 +144,7 @@ def verify_csv(source: FileSource, fields: Sequence[Field]) -> FileSource:
                 block *= 4
                 continue
             if "straddl" in message:
-                message = f"a row longer than {MAX_BLOCK >> 20} MiB (an unclosed quote?)"
+                message = f"a row longer than {MAX_BLOCK:,} bytes (an unclosed quote?)"
             raise FileRejected(f"{source.name}: cannot be read as CSV after row {seen}: {message}") from None
 
 

@@ -56,9 +56,17 @@ class FileRecords(Sequence[dict]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if self._values is None:
-            self._values = {name: self.table.column(name).to_pylist() for name in self.table.column_names}
+            self._values = {name: _pylist(self.table.column(name)) for name in self.table.column_names}
         return {"_file": self.file, "_row": int(self.rows[index]),
                 **{name: _shown(values[index]) for name, values in self._values.items()}}
+
+
+def _pylist(column: pa.ChunkedArray) -> list[Any]:
+    """Python values; instants past what Python holds (year 10000 in a Parquet file) as text."""
+    try:
+        return column.to_pylist()
+    except (OverflowError, ValueError):
+        return column.cast(pa.string()).to_pylist()
 
 
 def _shown(value: Any) -> Any:
@@ -121,7 +129,7 @@ class _Kept:
             return
         records = FileRecords(self.file, self.rows, self.table)
         for i, (f, reason) in sorted(problems.items()):
-            value = self.raw[f.column][i].as_py() if reason != REQUIRED else None
+            value = _value(self.raw[f.column], i) if reason != REQUIRED else None
             shown = "" if reason == REQUIRED else f" (value {_show(value)})"
             self.rejects.append(Reject(f"field {f.sources[0]}: {reason}{shown}", f.sources[0], records[i]))
         keep = pa.array([i for i in range(self.table.num_rows) if i not in problems], pa.int64())
@@ -199,6 +207,13 @@ def _missing_required(raw: dict[str, pa.Array], fields: Sequence[Field]) -> dict
             for row in pc.indices_nonzero(pc.is_null(raw[f.column])).to_pylist():
                 missing.setdefault(row, (f, REQUIRED))
     return missing
+
+
+def _value(array: pa.Array, i: int) -> Any:
+    """One value of a column; instants and days as Arrow prints them (Python stops at year 9999)."""
+    if pa.types.is_timestamp(array.type) or pa.types.is_date(array.type):
+        return array.slice(i, 1).cast(pa.string())[0].as_py()
+    return array[i].as_py()
 
 
 def _show(value: Any) -> str:
