@@ -200,7 +200,9 @@ def validate_file(spec: FileSpec) -> FileReport:
 
 RULES = (("required but missing", "required value"), ("field(s) where the header has", "field count"),
          ("ends inside a quoted value", "truncated row"), ("encoding", "encoding"), ("not valid", "encoding"),
-         ("JSON", "JSON record"))
+         ("JSON", "JSON record"), ("pass --timezone", "local time without --timezone"),
+         ("does not exist in", "local time in a DST gap"), ("the calendar the warehouse stores", "calendar range"),
+         ("NUL character", "text with NUL"))
 
 
 def rule_of(reject: Reject, columns: files.ColumnMap) -> str:
