@@ -24,8 +24,15 @@ from prefect.utilities.annotations import quote
 from connectors import files
 from engine import progress, schema
 from engine.bulk.export import ExportSpec
-from engine.bulk.files import (FileSpec, chunk_window, finish_import, open_whole, quarantined_examples, start_import,
-                               unpublished)
+from engine.bulk.files import (
+    FileSpec,
+    chunk_window,
+    finish_import,
+    open_whole,
+    quarantined_examples,
+    start_import,
+    unpublished,
+)
 from engine.settings import resolve_settings
 from tasks.bulk import export_table, land_chunk, validate_file
 from tasks.sync import publish_lake

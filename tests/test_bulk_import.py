@@ -129,7 +129,7 @@ def test_validate_reports_by_rule_with_rows_and_lands_nothing(warehouse_env, tmp
     assert (report["valid"], report["rows_read"], report["rows_valid"], report["rows_invalid"]) == (False, 9, 4, 5)
     assert report["duplicate_keys"] == 1
     by_rule = {p["rule"]: p for p in report["problems"]}
-    [example] = by_rule["type timestamp"]["examples"]
+    [example] = by_rule["local time without --timezone"]["examples"]   # a local time: --timezone places it
     assert (example["row"], example["column"], example["value"]) == (4, "Начало", "09.11.2026 08:00")
     assert example["reason"].startswith("field Начало: ")
     pair = by_rule["ExpectColumnPairValuesAToBeGreaterThanB(shift_end, shift_start)"]["examples"][0]
@@ -152,7 +152,7 @@ def test_cli_import_then_validate_clean_and_dirty_files(warehouse_env, tmp_path)
                          "--report", str(tmp_path / "r.json"))
     assert result.exit_code == 1
     assert one_line_error(output) == ("error: plan.csv: 5 of 9 rows invalid; first: row 4, column Начало: "
-                                      "type timestamp")
+                                      "local time without --timezone")
     clean = plan_file(tmp_path, [r for r in ROWS if r[0] == "102"], "clean.csv")
     mapping = tmp_path / "map.yaml"
     mapping.write_text("\n".join(f"{k}: {v}" for k, v in MAPPING.items()), encoding="utf-8")

@@ -29,12 +29,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from connectors.records import Field
-from connectors.streams import Stream
 from connectors.files import delimited, json_file, readers
 from connectors.files.readers import Chunk, FileRejected, FileSource, one_line, refuse_duplicates
 from connectors.files.rows import EXTRA_FIELD, file_fields
 from connectors.files.times import LocalTimes
+from connectors.records import Field
+from connectors.streams import Stream
 
 __all__ = ["CHUNK_ROWS", "Chunk", "ColumnMap", "FileRejected", "FileSource", "LocalTimes", "map_columns",
            "open_file", "parse_mapping", "read_chunks", "verify"]

@@ -22,17 +22,17 @@ import mmap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from connectors.records import Field, Reject
-from connectors.files import readers
+import connectors.files.readers as readers
 from connectors.files.readers import Chunk, FileRejected, FileSource, refuse_duplicates
 from connectors.files.rows import parse_table
 from connectors.files.times import LocalTimes
+from connectors.records import Field, Reject
 
 UTF8 = ("utf-8", "utf-8-sig", "utf-16")
 MAX_BLOCK = 256 << 20      # the longest row `verify_csv` grows the parse block to
@@ -110,7 +110,7 @@ class _Numbering:
         return numbers
 
 
-def _reader(source: FileSource, stream: BinaryIO, needed: list[str], on_invalid, block: int):
+def _reader(source: FileSource, stream: Any, needed: list[str], on_invalid, block: int):
     """pyarrow's streaming CSV reader over the data rows: the preamble and header skipped, every
     column read as bytes (decoded by `_decode`), only the columns the stream reads converted."""
     transcode = source.encoding == "utf-16"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import orjson
 
-from connectors.records import Field, Reject
 from connectors.files.readers import Chunk, FileRejected, FileSource
 from connectors.files.rows import parse_records
 from connectors.files.times import LocalTimes
+from connectors.records import Field, Reject
 
 PEEK = 1_000               # records looked at to learn the columns
 

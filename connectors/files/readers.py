@@ -16,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connectors.records import Field, Parsed
 from connectors.files.rows import parse_table
 from connectors.files.times import LocalTimes
+from connectors.records import Field, Parsed
 
 BLOCK = 4 << 20            # bytes pyarrow parses at a time
 

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from connectors.converters import CALENDAR, outside_calendar, with_nul
-from connectors.records import EXTRA, Field, Parsed, Reject, flatten, to_arrow
 from connectors.files.times import LocalTimes, localize
+from connectors.records import EXTRA, Field, Parsed, Reject, flatten, to_arrow
 
 __all__ = ["EXTRA_FIELD", "FileRecords", "file_fields", "name_rows", "parse_records", "parse_table"]
 
@@ -109,7 +109,7 @@ def parse_table(file: str, rows: Sequence[int], table: pa.Table, fields: Sequenc
         keep = pa.array(converted.records, pa.int64())
         typed = {name: array if array is None else array.take(keep) for name, array in typed.items()}
         typed.update({f.column: converted.table.column(f.column) for f in slow})
-        kept.table, kept.rows = kept.table.take(keep), [kept.rows[i] for i in converted.records]  # type: ignore[index]
+        kept.table, kept.rows = kept.table.take(keep), [kept.rows[i] for i in converted.records]  # type: ignore[call-overload,index]
     schema = pa.schema([pa.field(f.column, f.arrow_type) for f in fields])
     parsed = Parsed(pa.Table.from_arrays([typed[f.column] for f in fields], schema=schema),
                     FileRecords(file, kept.rows, kept.table), kept.rejects)  # type: ignore[arg-type]
@@ -171,8 +171,8 @@ def parse_records(file: str, records: list[dict], fields: Sequence[Field],
     return parsed
 
 
-def _localized(columns: dict[str, list[Any]], kept: list[dict], fields: Sequence[Field], times: LocalTimes,
-               broken: list[Reject]) -> tuple[dict[str, list[Any]], list[dict]]:
+def _localized(columns: dict[str, list[Any]], kept: Sequence[dict], fields: Sequence[Field], times: LocalTimes,
+               broken: list[Reject]) -> tuple[dict[str, list[Any]], Sequence[dict]]:
     """JSON values of timestamp fields with local times placed in the zone; rows that cannot be
     placed join `broken`, named by field and value."""
     problems: dict[int, tuple[Field, str]] = {}
