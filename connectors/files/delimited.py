@@ -245,7 +245,7 @@ def _csv_chunk(source: FileSource, number: int, table: pa.Table, numbers: np.nda
                               {"_file": source.name, "_row": ending.last, **last}))
         table, numbers = table.slice(0, table.num_rows - 1), numbers[:-1]
     table, numbers, undecodable = _decode(source, table, numbers)
-    parsed = parse_table(source.name, numbers, table, fields, rejects + undecodable, times)
+    parsed = parse_table(source.name, numbers, table, fields, rejects + undecodable, times)  # type: ignore[arg-type]
     return Chunk(number, parsed, parsed.table.num_rows + len(parsed.rejects), position)
 
 

@@ -103,7 +103,7 @@ def parquet_chunks(source: FileSource, fields: Sequence[Field], rows: int,
         for number, batch in enumerate(parquet.iter_batches(batch_size=rows, columns=needed), 1):
             numbers = np.arange(done + 1, done + 1 + batch.num_rows, dtype=np.int64)
             done += batch.num_rows
-            parsed = parse_table(source.name, numbers, pa.Table.from_batches([batch]), fields, (), times)
+            parsed = parse_table(source.name, numbers, pa.Table.from_batches([batch]), fields, (), times)  # type: ignore[arg-type]
             yield Chunk(number, parsed, batch.num_rows, source.size * done // max(source.rows or 1, 1))
     except (OSError, pa.ArrowInvalid) as exc:   # `verify_parquet` finds these before an import lands a row
         raise FileRejected(f"{source.name}: damaged Parquet after row {done}: {one_line(exc)}") from None
