@@ -3,8 +3,8 @@ single VM). Runs start as subprocesses of this process; the schedules are the on
 `deployments/prefect.yaml` gives a server with workers.
 
 With `PREFECT_API_URL` pointing at a Prefect server (`make server`), the deployments and their
-runs show in its UI. Without it Prefect keeps its state in an ephemeral API inside this process,
-which lasts as long as the process does.
+runs show in its UI. Without it `wfm serve` starts a local API of its own (`wfm/prefect_api.py`,
+SQLite under PREFECT_HOME), which lasts as long as the process does.
 """
 
 from __future__ import annotations
