@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from .auth import build_auth
 from .http import RetryPolicy, SourceClient
@@ -42,6 +43,15 @@ class SourceSettings:
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_connections: int = 8
+
+    @property
+    def key(self) -> str:
+        """What per-source state (roster, circuit breaker) is kept under: the base URL without
+        credentials, query or trailing slash. A connection's name can take its place."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{host}{port}{parts.path.rstrip('/')}"
 
     def client(self) -> SourceClient:
         """A ready client; the caller closes it."""

@@ -5,8 +5,10 @@
         fields=(...), key=("agent_id", "login_at"), partition="login_at", cursor="login_at",
         ids="agents", explode="logins")
 
-`windows()` cuts a period into windows (a day by default) and the id list into window batches
-of up to `WINDOW_REQUESTS` requests; `fetch()` makes a window's requests — each for at most
+`windows()` cuts a period into windows (a day by default) and the id list into buckets by a
+stable hash of each id (`id_buckets`), so a window's identity — its span and bucket — does not
+move when the roster changes: a new hire joins one bucket, a departure leaves one, and a resumed
+backfill finds every other window as it was. `fetch()` makes a window's requests — each for at most
 `max_ids` ids, keeping the URL short — and parses them into one batch; `fetch_all()` runs many
 windows with a bounded number in flight and yields results in window order, so memory is
 bounded by the number in flight, not by the range. A window is the unit that is validated,
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,7 +36,7 @@ from .timing import stage
 UTC = dt.timezone.utc
 MAX_IDS = 100                # the contract's practical limit of ids per request
 MAX_ID_CHARS = 1500          # keeps the query string well under common 2 KiB URL limits
-WINDOW_REQUESTS = 10         # id batches (requests) one window covers
+BUCKET_IDS = 750             # expected ids of a bucket: most stay under ~10 requests of 100 ids
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Window:
     end: dt.datetime
     ids: tuple[str, ...] = ()
     context: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    bucket: str = ""                 # which id bucket (`id_buckets`): with the span, the window's identity
 
     @property
     def label(self) -> str:
@@ -180,8 +184,35 @@ def id_batches(ids: Sequence[str], max_ids: int = MAX_IDS, max_chars: int = MAX_
         yield tuple(batch)
 
 
-def windows(stream: Stream, start: dt.datetime, end: dt.datetime, ids: Sequence[str] = ()) -> list[Window]:
-    """The request windows of a stream for a period: spans × id batches (ids sorted, unique)."""
+def bucket_count(roster_size: int, size: int = BUCKET_IDS) -> int:
+    """The smallest power of two that keeps a roster's expected bucket at `size` ids or fewer."""
+    count = 1
+    while roster_size > count * size:
+        count *= 2
+    return count
+
+
+def id_buckets(ids: Sequence[str], count: int | None = None) -> list[tuple[str, tuple[str, ...]]]:
+    """(bucket key, sorted ids) of the non-empty buckets of an id list.
+
+    An id's bucket is a stable hash of the id alone modulo `count` (by default `bucket_count` of
+    the list); the key names both ("4.1": bucket 1 of 4). Adding or removing an id changes its own
+    bucket's content only, never another bucket's key, until the count changes (the roster
+    doubled or halved: then each bucket splits in two, or two merge).
+    """
+    unique = sorted(set(ids))
+    count = count or bucket_count(len(unique))
+    buckets: list[list[str]] = [[] for _ in range(count)]
+    for ident in unique:
+        digest = hashlib.blake2b(ident.encode(), digest_size=8).digest()
+        buckets[int.from_bytes(digest, "big") % count].append(ident)
+    return [(f"{count}.{n}", tuple(bucket)) for n, bucket in enumerate(buckets) if bucket]
+
+
+def windows(stream: Stream, start: dt.datetime, end: dt.datetime, ids: Sequence[str] = (),
+            buckets: int | None = None) -> list[Window]:
+    """The request windows of a stream for a period: spans × id buckets (ids sorted, unique);
+    `buckets`: how many (by default `bucket_count` of the ids)."""
     if stream.window == "month":
         spans = list(month_spans(start, end))
     elif isinstance(stream.window, dt.timedelta):
@@ -190,9 +221,8 @@ def windows(stream: Stream, start: dt.datetime, end: dt.datetime, ids: Sequence[
         spans = [(start, end)]
     if stream.ids is None:
         return [Window(s, e) for s, e in spans]
-    requests = list(id_batches(sorted(set(ids)), stream.max_ids))
-    batches = [sum(requests[i:i + WINDOW_REQUESTS], ()) for i in range(0, len(requests), WINDOW_REQUESTS)]
-    return [Window(s, e, batch) for s, e in spans for batch in batches]
+    cut = id_buckets(ids, buckets)
+    return [Window(s, e, batch, bucket=key) for s, e in spans for key, batch in cut]
 
 
 def iso(moment: dt.datetime) -> str:

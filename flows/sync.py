@@ -20,9 +20,9 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors import timing
 from connectors.contact_center import personnel_ids
-from connectors.streams import Stream, Window, windows
+from connectors.streams import Stream, Window, bucket_count, windows
 from engine import catalog, derived, progress, schema
-from engine.landing import drift, ledger, warehouse
+from engine.landing import drift, ledger, roster, warehouse
 from engine.landing.limits import source_slot
 from engine.landing.window import RunPlan, client_for
 from engine.push import webhooks
@@ -64,13 +64,21 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection,
-                    start: dt.datetime, end: dt.datetime) -> list[Window]:
-    """The windows of a run: period spans × id batches, with the context a request needs."""
+                    start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None) -> list[Window]:
+    """The windows of a run: period spans × id buckets, with the context a request needs.
+
+    A history stream asks, for each window, every id known for its period (`engine/landing/roster.py`):
+    today's /personnel and the agents or groups that have left it since. A snapshot asks today's.
+    """
     if stream.ids in ("agents", "groups"):
         source = settings.source(stream.system)
         with source_slot(source.url):   # the id lookup is a request to the source too
-            ids = personnel_ids(client_for(source))[stream.ids]
-        return windows(stream, start, end, ids) if ids else []
+            listed = personnel_ids(client_for(source))[stream.ids]
+        if not stream.incremental:
+            return windows(stream, start, end, listed) if listed else []
+        known = roster.look(conn, source.key, stream.ids, listed, now or dt.datetime.now(UTC))
+        planned = windows(stream, start, end, known.ids, buckets=bucket_count(len(known.current)))
+        return [narrowed for window in planned if (narrowed := known.narrow(window)).ids]
     if stream.ids == "employees":
         employees = conn.execute(
             """SELECT employee_id, norm_week, norm_week_change_date FROM wfm.employees
@@ -96,7 +104,7 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
         if declared.ids == "employees":
             warehouse.ensure_table(conn, catalog.STREAMS["employees"])
         mode, period_start, period_end = plan_period(declared, ledger.watermark(conn, stream), now, start, end)
-        todo = request_windows(declared, settings, conn, period_start, period_end)
+        todo = request_windows(declared, settings, conn, period_start, period_end, now)
         run_id = uuid.uuid4()
         ledger.start_run(conn, run_id, stream, mode, period_start, period_end, todo, now, _flow_run_id())
         if mode == "backfill" and not force:
@@ -122,6 +130,7 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
             inserted += report.counts.get("rows_inserted", 0)
             if report.status == "held":
                 problems.append(report.message)
+
         else:
             problems.append(_one_line(state))
     held = None

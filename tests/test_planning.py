@@ -54,14 +54,24 @@ def test_month_spans():
                                                          (at(1, 12), at(2, 12))]
 
 
-def test_windows_are_spans_times_sorted_unique_id_batches():
+def test_windows_are_spans_times_sorted_unique_id_buckets():
     ids = [str(i) for i in range(250)] + ["0"]
     planned = windows(cc.AGENT_LOGINS, at(1), at(3), ids)
     assert len(planned) == 2                      # one window a day: 3 requests of <= 100 ids
-    assert list(planned[0].ids) == sorted(set(ids))
+    assert list(planned[0].ids) == sorted(set(ids)) and planned[0].bucket == planned[1].bucket == "1.0"
     many = [str(i) for i in range(2_500)]
     per_day = windows(cc.AGENT_LOGINS, at(1), at(2), many)
-    assert [len(w.ids) for w in per_day] == [1_000, 1_000, 500]   # WINDOW_REQUESTS x MAX_IDS at most
+    assert [w.bucket for w in per_day] == ["4.0", "4.1", "4.2", "4.3"]
+    assert sorted(i for w in per_day for i in w.ids) == sorted(many) and max(len(w.ids) for w in per_day) <= 1_000
+
+
+def test_a_roster_change_moves_no_other_window():
+    """A hire joins one bucket and a departure leaves one; every other window stays as it was."""
+    before = {w.bucket: w.ids for w in windows(cc.AGENT_LOGINS, at(1), at(2), [str(i) for i in range(2_500)])}
+    changed = [str(i) for i in range(1, 2_500)] + ["new-hire"]
+    after = {w.bucket: w.ids for w in windows(cc.AGENT_LOGINS, at(1), at(2), changed)}
+    assert set(after) == set(before)
+    assert sum(after[k] != before[k] for k in before) <= 2
 
 
 def test_deduplicate_keeps_the_last_occurrence_of_each_key():

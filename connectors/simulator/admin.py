@@ -2,6 +2,7 @@
 
     GET  stats            fault counters, requests per path, in-flight high-water mark
     GET  requests         the recent request log (`?limit=N`)
+    GET  roster           turnover truth: departed and hired agents, removed groups (with days)
     POST faults           {"spec": "503=0.1,..."}: replace the fault spec
     POST clock            {"now": iso | null}: fix the simulation clock, or follow real time
     POST restate          {"groupId", "startInterval"}: restate one interval
@@ -48,6 +49,7 @@ def _reset(sim: "Simulation", payload: dict, query: dict) -> dict[str, Any]:
 ACTIONS = {
     ("GET", "stats"): lambda sim, payload, query: sim.stats(),
     ("GET", "requests"): lambda sim, payload, query: {"requests": sim.requests(int(query.get("limit", 1000)))},
+    ("GET", "roster"): lambda sim, payload, query: sim.contact_center.roster(),
     ("POST", "faults"): _faults,
     ("POST", "clock"): _clock,
     ("POST", "restate"): lambda sim, payload, query: {"revision": sim.contact_center.restate(

@@ -197,7 +197,7 @@ class Timeline:
     def _generate_shift(self, agent_id: str, day: dt.date) -> Shift:
         profile = self.profiles[agent_id]
         r = rng_for(self.seed, "cc-shift", agent_id, day.toordinal())
-        if not profile.works_on(day) or r.random() < 0.04:
+        if not profile.works_on(day) or r.random() < 0.04 or not profile.person.present_on(day):
             return NO_SHIFT
         login = day_start(day) + profile.start_minute * 60 + r.randint(-900, 900)
         logout = login + profile.hours * 3600 + r.randint(-1200, 1200)

@@ -132,10 +132,22 @@ class ContactCenterSystem:
     # --- endpoints ----------------------------------------------------------------------
 
     def _personnel(self, query: dict[str, str]) -> dict:
+        """Today's structure: agents who left and groups that were removed are not in it."""
+        today = self.clock().date()
         services = [{"id": s.id, "name": s.name, "status": s.status,
-                     "serviceGroups": [_group_json(g) for g in s.groups]} for s in self.world.services]
-        agents = [self._agent_json(p) for p in self.world.agents if p.group_ids]
+                     "serviceGroups": [_group_json(g) for g in s.groups if g.present_on(today)]}
+                    for s in self.world.services]
+        agents = [self._agent_json(p) for p in self.world.agents if p.group_ids and p.present_on(today)]
         return {"services": services, "agents": agents}
+
+    def roster(self) -> dict:
+        """The simulator's truth about turnover (admin API): who left or joined, which groups went."""
+        return {"departed": [{"id": p.agent_id, "left_on": p.left_on.isoformat(), "groups": list(p.group_ids)}
+                             for p in self.world.agents if p.left_on],
+                "hired": [{"id": p.agent_id, "hired_on": p.hired_on.isoformat()}
+                          for p in self.world.agents if p.hired_on],
+                "removed_groups": [{"id": g.id, "service_id": g.service_id, "removed_on": g.removed_on.isoformat()}
+                                   for g in self.world.removed_groups]}
 
     def _agent_json(self, person: Person) -> dict:
         if "single_name" in self.variants:
@@ -250,7 +262,9 @@ class ContactCenterSystem:
 
     def _groups_online_load(self, query: dict[str, str]) -> list:
         """Metrics since 00:00 UTC of clock()'s day, from the same contacts as serviceGroupData."""
-        group_ids = _ids(query, "groupId") if query.get("groupId") else list(self.groups)
+        today = day_of(self._now())
+        group_ids = (_ids(query, "groupId") if query.get("groupId") else
+                     [g for g, group in self.groups.items() if group.present_on(today)])
         now = self._now()
         current = self._current_statuses()
         known = [g for g in group_ids if g in self.groups]

@@ -6,6 +6,11 @@ turns them into employees, so that `agentNumber` = `tabN` and `loginSSO` = `Logi
 except for the deliberate mismatches a real installation has (agents with no employee record,
 employees with no agent account, agents matched only by login).
 
+Staff turnover (`departed`, `hired`, `removed_groups`, all 0 by default): agents who leave during
+the history have shifts up to the day before `left_on` and vanish from `/personnel` that day; hired
+agents appear on `hired_on`; removed groups (the home group of departed agents) vanish from
+`/personnel` on `removed_on`. Their history stays in the historic endpoints, for whoever asks by id.
+
 Everything here is a pure function of `SimConfig`; nothing depends on the order of requests.
 """
 
@@ -56,6 +61,9 @@ class SimConfig:
     days: int = 8                     # history covers [start, start + days)
     unmatched_share: float = 0.05     # agents with no employee, and employees with no agent
     login_only_share: float = 0.05    # agents whose agentNumber is missing: match by login only
+    departed: int = 0                 # agents who leave during the history (no employee record)
+    hired: int = 0                    # agents who join during the history (no employee record)
+    removed_groups: int = 0           # groups closed during the history; departed agents worked there
 
     @property
     def end(self) -> dt.date:
@@ -69,6 +77,10 @@ class Group:
     name: str
     status: str
     channel_type: str | None
+    removed_on: dt.date | None = None   # gone from /personnel from this day on
+
+    def present_on(self, day: dt.date) -> bool:
+        return self.removed_on is None or day < self.removed_on
 
 
 @dataclass(frozen=True)
@@ -95,6 +107,12 @@ class Person:
     has_agent: bool
     has_employee: bool
     agent_number_sent: bool           # False: the CC has no agentNumber for this agent
+    hired_on: dt.date | None = None   # first day in /personnel and of shifts; None: before the history
+    left_on: dt.date | None = None    # first day gone from /personnel and without shifts
+
+    def present_on(self, day: dt.date) -> bool:
+        """In the contact center's roster (and working) on `day`."""
+        return (self.hired_on is None or day >= self.hired_on) and (self.left_on is None or day < self.left_on)
 
     @property
     def agent_id(self) -> str:
@@ -124,6 +142,10 @@ class World:
                 status = "INACTIVE" if (g == self.config.groups_per_service - 1 and g > 1) else "ACTIVE"
                 groups.append(Group(id=f"{sid}-{g + 1}", service_id=sid, name=f"Group {n} {channel.title()}",
                                     status=status, channel_type=channel if n % 5 else None))
+            for k in range(s, self.config.removed_groups, self.config.services):
+                groups.append(Group(id=f"{sid}-x{k + 1}", service_id=sid, name=f"Closed group {k + 1}",
+                                    status="ACTIVE", channel_type="INCOMING_CALLS",
+                                    removed_on=self._turnover_day("group-removed", k, late=True)))
             out.append(Service(id=sid, name=f"Service {sid}", status="ACTIVE", groups=tuple(groups)))
         return tuple(out)
 
@@ -132,9 +154,22 @@ class World:
         return tuple(g for s in self.services for g in s.groups)
 
     @cached_property
+    def removed_groups(self) -> tuple[Group, ...]:
+        return tuple(g for g in self.groups if g.removed_on is not None)
+
+    def _turnover_day(self, kind: str, n: int, late: bool = False) -> dt.date:
+        """A day strictly inside the history: a departure after two days of history at least, a
+        hire from the second day on, a removed group on the last day (after its agents left)."""
+        cfg = self.config
+        if late:
+            return cfg.end - dt.timedelta(days=1)
+        first = 2 if kind == "left" else 1
+        return cfg.start + dt.timedelta(days=first + stable_seed(cfg.seed, kind, n) % max(1, cfg.days - 1 - first))
+
+    @cached_property
     def people(self) -> tuple[Person, ...]:
         cfg = self.config
-        groups = [g for g in self.groups if g.status == "ACTIVE"] or list(self.groups)
+        groups = [g for g in self.groups if g.status == "ACTIVE" and g.removed_on is None] or list(self.groups)
         extra_employees = max(1, round(cfg.agents * cfg.unmatched_share))
         out = []
         for i in range(cfg.agents + extra_employees):
@@ -153,6 +188,26 @@ class World:
                 has_agent=is_agent, has_employee=not no_employee,
                 agent_number_sent=not (is_agent and r.random() < cfg.login_only_share),
             ))
+        return tuple(out) + self._turnover(len(out), groups)
+
+    def _turnover(self, first_index: int, groups: list[Group]) -> tuple[Person, ...]:
+        """Departed agents (home group: a removed group, if any) and hires, after everyone else."""
+        cfg = self.config
+        out = []
+        closed = self.removed_groups
+        for n in range(cfg.departed + cfg.hired):
+            i = first_index + n
+            r = rng_for(cfg.seed, "turnover", i)
+            site, tz = SITES[i % len(SITES)]
+            left = n < cfg.departed
+            home = closed[n % len(closed)] if left and closed else groups[i % len(groups)]
+            out.append(Person(
+                index=i, last_name=r.choice(LAST_NAMES), first_name=r.choice(FIRST_NAMES),
+                second_name=r.choice(SECOND_NAMES), tab_n=f"{100 + i}-{r.randint(10, 99)}",
+                login=f"u{i:05d}", site=site, timezone=tz, group_ids=(home.id,), has_agent=True,
+                has_employee=False, agent_number_sent=True,
+                left_on=self._turnover_day("left", n) if left else None,
+                hired_on=None if left else self._turnover_day("hired", n)))
         return tuple(out)
 
     @property

@@ -7,5 +7,6 @@
     drift.py      the schema-drift contract of a stream
     lake.py       the Parquet lake: partitions rebuilt atomically from committed rows
     limits.py     source protection: requests in flight per source host, fleet-wide
+    roster.py     every agent and group a source has had: the ids of a history window
     snapshots.py  online snapshots through the same landing path
 """

@@ -70,6 +70,9 @@ DO $$ BEGIN  -- an older ledger: the content hash of a landed window (see `last_
     ALTER TABLE {META}.sync_windows ADD COLUMN content_hash text;
   END IF;
 END $$;
+CREATE TABLE IF NOT EXISTS {META}.source_ids (
+  source text NOT NULL, kind text NOT NULL, id text NOT NULL, first_seen timestamptz, last_seen timestamptz,
+  appeared_after timestamptz, gone_at timestamptz, PRIMARY KEY (source, kind, id));
 CREATE TABLE IF NOT EXISTS {META}.check_results (
   id bigserial PRIMARY KEY, run_id uuid NOT NULL, check_name text NOT NULL, severity text NOT NULL,
   table_name text NOT NULL, partition text NOT NULL, success boolean NOT NULL,
@@ -95,6 +98,12 @@ def ensure_meta(conn: psycopg.Connection) -> None:
 
 
 def ids_hash(window: Window) -> str:
+    """The id part of a window's identity (column `ids_hash`): its bucket, which does not move when
+    the roster changes (`connectors.streams.id_buckets`); a hash of the ids for a window cut
+    otherwise (files), "-" for none. Ledgers written before buckets hold hashes of the id batch:
+    such windows are fetched once more by the first backfill over them."""
+    if window.bucket:
+        return window.bucket
     return hashlib.sha1(",".join(window.ids).encode()).hexdigest()[:16] if window.ids else "-"
 
 
