@@ -4,7 +4,8 @@ Selection rules the engine relies on (the contract's, not ours):
 - agentStatusData and agentLoginData return a record whose start OR end is in the period, so
   adjacent windows both return a record crossing their edge; the natural key makes it one row;
 - agentCallsData and serviceGroupData select by start; restated intervals come back changed;
-- 404 means "no data" and is an empty result.
+- 404 means "no data" and is an empty result — but for /personnel, which always has an answer:
+  there a 404 means the base URL does not point at the API, and fails the run.
 """
 
 from __future__ import annotations
@@ -52,20 +53,20 @@ SNAPSHOT_AT = (pa.field("snapshot_at", pa.timestamp("us", tz="UTC")),)
 NO_GROUP: dict[str, Any] = dict(required=False, default="")
 
 CC_SERVICES = Stream(
-    name="cc_services", system=SYSTEM, endpoint="GET /personnel", request=plain("/personnel"),
+    name="cc_services", system=SYSTEM, endpoint="GET /personnel", request=plain("/personnel"), always_answers=True,
     root=lambda p: p["services"], key=("service_id",), window=None,
     fields=(Field("service_id", "id"), Field("name", "name"), Field("status", "status")),
 )
 
 CC_GROUPS = Stream(
-    name="cc_groups", system=SYSTEM, endpoint="GET /personnel", request=plain("/personnel"),
+    name="cc_groups", system=SYSTEM, endpoint="GET /personnel", request=plain("/personnel"), always_answers=True,
     root=lambda p: p["services"], explode="serviceGroups", key=("service_id", "group_id"), window=None,
     fields=(Field("service_id", "id", parent=True), Field("group_id", "id"), Field("name", "name"),
             Field("status", "status"), Field("channel_type", "channelType", required=False)),
 )
 
 CC_AGENTS = Stream(
-    name="cc_agents", system=SYSTEM, endpoint="GET /personnel", request=plain("/personnel"),
+    name="cc_agents", system=SYSTEM, endpoint="GET /personnel", request=plain("/personnel"), always_answers=True,
     root=lambda p: p["agents"], key=("agent_id",), window=None,
     fields=(Field("agent_id", "id"), Field("name", "name"), Field("surname", "surname", required=False),
             Field("second_name", "secondName", required=False),
@@ -160,7 +161,7 @@ STREAMS: tuple[Stream, ...] = (
 
 def personnel_ids(client: SourceClient) -> dict[str, list[str]]:
     """Agent and group ids from /personnel: what the historic requests are cut by."""
-    payload = client.request_json("GET", "/personnel", label="GET /personnel") or {}
+    payload = client.request_json("GET", "/personnel", label="GET /personnel", not_found_is_empty=False) or {}
     agents = sorted({str(a["id"]) for a in payload.get("agents") or [] if isinstance(a, dict) and a.get("id")})
     groups = sorted({str(g["id"]) for s in payload.get("services") or [] if isinstance(s, dict)
                      for g in s.get("serviceGroups") or [] if isinstance(g, dict) and g.get("id")})

@@ -4,7 +4,9 @@ Responses are classified once, in `_classify`:
 - retriable: 408, 429, 5xx, transport errors and timeouts, a body that is not valid JSON
   (a truncated answer); backoff is exponential with jitter, `Retry-After` is a floor, and the
   number of attempts is capped;
-- empty: 404 when the source uses it for "no data" (the contact center does);
+- empty: 404 when the source uses it for "no data" (the contact center does), except on an
+  endpoint that always has an answer (`/personnel`): there a 404 means "this is not the API"
+  (a wrong base URL), and fails;
 - fatal: 401/403 (`AuthenticationFailed`) and any other 4xx (`SourceRejected`, with the
   server's own message).
 """
@@ -90,9 +92,11 @@ class SourceClient:
 
     def request_json(self, method: str, path: str, *, params: dict[str, str] | None = None,
                      json: Any = None, label: str | None = None, retry: bool = True,
-                     stats: CallStats | None = None) -> Any:
+                     stats: CallStats | None = None, not_found_is_empty: bool | None = None) -> Any:
         """The decoded JSON body, or None for a 404 that means "no data".
 
+        `not_found_is_empty=False` for an endpoint that always answers: its 404 is an error that
+        says the base URL is probably wrong (None: the client's default for the source).
         `retry=False` makes exactly one attempt: for a call that is not idempotent (1C's
         sendFactWorkTime creates a document per call), the caller resolves a lost answer itself.
         `stats`, if given, counts this request's calls and retries as well (per-window figures).
@@ -105,6 +109,7 @@ class SourceClient:
 
         endpoint = label or f"{method} {path}"
         last: list[RetriableError] = []
+        empty_404 = self.not_found_is_empty if not_found_is_empty is None else not_found_is_empty
 
         def attempt() -> Any:
             count(calls=1)
@@ -114,7 +119,7 @@ class SourceClient:
                                               headers={"Content-Type": "application/json"} if json is not None else None)
             except httpx.TransportError as exc:
                 raise RetriableError(_transport_detail(exc)) from None
-            return self._classify(response, endpoint)
+            return self._classify(response, endpoint, empty_404)
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -139,15 +144,19 @@ class SourceClient:
         except AuthenticationFailed as exc:
             raise AuthenticationFailed(self.system, endpoint, exc.detail) from None
 
-    def _classify(self, response: httpx.Response, endpoint: str) -> Any:
+    def _classify(self, response: httpx.Response, endpoint: str, empty_404: bool) -> Any:
         status = response.status_code
         if 200 <= status < 300:
             try:
                 return orjson.loads(response.content) if response.content.strip() else None
             except orjson.JSONDecodeError:
                 return _stdlib_json(response.content, status)
-        if status == 404 and self.not_found_is_empty:
+        if status == 404 and empty_404:
             return None
+        if status == 404:
+            message = _server_message(response).lstrip(": ") or "Not Found"
+            raise SourceRejected(self.system, endpoint, 404,
+                                 f"{message} (this endpoint always answers: is the base URL right?)")
         if status in (401, 403):
             raise AuthenticationFailed(self.system, endpoint, f"authentication failed (HTTP {status})")
         if status in (408, 429) or status >= 500:

@@ -83,6 +83,7 @@ class Stream:
     extra: tuple[pa.Field, ...] = ()            # columns `derive` adds
     derive: Callable[[pa.Table, Window], pa.Table] | None = None
     max_ids: int = MAX_IDS
+    always_answers: bool = False                # a 404 here means a wrong base URL, never "no data"
 
     @property
     def schema(self) -> pa.Schema:
@@ -108,7 +109,7 @@ def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats
         where = f"{stream.endpoint} [{part.label}]"
         with stage("fetch"):
             payload = client.request_json(req.method, req.path, params=req.params, json=req.json, label=where,
-                                          stats=stats)
+                                          stats=stats, not_found_is_empty=False if stream.always_answers else None)
         try:
             items += items_of(payload, stream.root)
         except (ValueError, TypeError, KeyError, IndexError) as exc:

@@ -117,7 +117,8 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
     logger.info("%s: %s %s..%s, %d windows", stream, mode, period_start, period_end, len(todo))
     progress.emit("start", stream, len(todo))
     futures = [sync_window.submit(plan, window) for window in todo]
-    problems = []
+    problems: list[str] = []
+    notices: list[str] = []     # anomalies: landed, but the watermark waits for them
     landed: set[str] = set()
     inserted = 0
     for future in futures:
@@ -130,7 +131,8 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
             inserted += report.counts.get("rows_inserted", 0)
             if report.status == "held":
                 problems.append(report.message)
-
+            elif report.status == "anomaly":
+                notices.append(report.message)
         else:
             problems.append(_one_line(state))
     held = None
@@ -149,15 +151,25 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
     with timing.stage("finish (run ledger, artifact, webhooks)"):
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
             run = ledger.finish_run(conn, run_id, "failed" if problems else "completed",
-                                    "; ".join(p for p in [*problems, held] if p)[:2000] or None)
+                                    "; ".join(p for p in [*problems, held] if p)[:2000] or None,
+                                    _notice(notices))
         _artifact(run)
-        webhooks.notify_run(settings.database_url, run)   # sync.completed|failed, quality.gate_failed; never raises
+        webhooks.notify_run(settings.database_url, run)   # sync.completed|failed|anomaly, quality.gate_failed
+        for message in notices:
+            logger.warning("anomaly: %s", message)
         drift.surface(settings.database_url, run_id, stream)
     if problems:
         raise SyncFailed(f"{stream}: {len(problems)} window(s) not landed — {problems[0]}")
     if held:
         raise SyncFailed(f"{stream}: {held}")
     return run
+
+
+def _notice(anomalies: list[str]) -> str | None:
+    if not anomalies:
+        return None
+    more = f" (and {len(anomalies) - 1} more window(s))" if len(anomalies) > 1 else ""
+    return f"anomaly: {anomalies[0]}{more}"[:2000]
 
 
 def _one_line_text(exc: BaseException) -> str:
@@ -182,9 +194,9 @@ def _flow_run_id() -> str | None:
 def _artifact(run: dict) -> None:
     rows = "\n".join(f"| {k} | {run[k]} |" for k in (
         "stream", "mode", "status", "period_start", "period_end", "windows_planned", "windows_landed",
-        "windows_skipped", "windows_held", "rows_fetched", "duplicates_removed", "rows_inserted", "rows_updated",
+        "windows_skipped", "windows_held", "windows_anomaly", "windows_deferred", "rows_fetched", "duplicates_removed", "rows_inserted", "rows_updated",
         "rows_unchanged", "rows_quarantined", "api_calls", "retries", "throttled", "watermark_before",
-        "watermark_after", "error"))
+        "watermark_after", "error", "notice"))
     create_markdown_artifact(f"### Sync of `{run['stream']}`\n\n| field | value |\n|---|---|\n{rows}\n",
                              key=f"sync-{run['stream'].replace('_', '-')}",
                              description=f"{run['stream']} {run['status']}")

@@ -26,7 +26,7 @@ def turnover_env(database_url, tmp_path, monkeypatch):
     """A contact center whose staff changes during its week of history."""
     from connectors.simulator import ServerConfig, start_simulator
     from connectors.simulator.world import SimConfig
-    from tasks.sync import close_clients
+    from engine.landing.window import close_clients
 
     config = ServerConfig(sim=SimConfig(seed=5, agents=10, services=2, groups_per_service=2, start=SIM_START,
                                         days=DAYS, departed=3, hired=2, removed_groups=2))

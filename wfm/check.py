@@ -89,7 +89,7 @@ def check_source(system: str, connection: ContactCenterConnection | OneCConnecti
     with client:
         started = time.perf_counter()
         try:
-            payload = client.request_json("GET", path)
+            payload = client.request_json("GET", path, not_found_is_empty=False)   # a 404 here: not the API
         except SourceError as exc:
             latency = _elapsed_ms(started)
             return ReachResult(system, target, "FAILED", latency, _source_error_detail(exc, connection.url, timeout))
@@ -193,8 +193,6 @@ def check_command(
 
 
 def _summarize_personnel(payload: Any) -> str:
-    if payload is None:   # the contact center's 404 means "no data"
-        return "no personnel (404)"
     return f"{len(payload['agents'])} agents, {len(payload['services'])} services"
 
 

@@ -55,6 +55,7 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
 RUN_COLUMNS = {   # header -> how to read it off a ledger row
     "stream": lambda r: r["stream"], "mode": lambda r: r["mode"], "status": lambda r: r["status"],
     "l/s/h": lambda r: f"{r['windows_landed']}/{r['windows_skipped']}/{r['windows_held']}",
+    "anom.": lambda r: r.get("windows_anomaly") or "", "def.": lambda r: r.get("windows_deferred") or "",
     "fetched": lambda r: r["rows_fetched"], "dupes": lambda r: r["duplicates_removed"],
     "new": lambda r: r["rows_inserted"], "changed": lambda r: r["rows_updated"],
     "quar.": lambda r: r["rows_quarantined"], "calls": lambda r: r["api_calls"],
@@ -62,7 +63,7 @@ RUN_COLUMNS = {   # header -> how to read it off a ledger row
 }
 
 
-NARROW = ("stream", "status", "l/s/h", "fetched", "new", "changed", "quar.")
+NARROW = ("stream", "status", "l/s/h", "anom.", "fetched", "new", "changed", "quar.")
 
 
 def print_runs(console: Console, runs: list[dict]) -> None:
@@ -77,6 +78,8 @@ def print_runs(console: Console, runs: list[dict]) -> None:
     failed = [r for r in runs if r.get("error")]
     for run in failed:
         console.print(f"[red]{run['stream']}[/]: {run['error']}", highlight=False)
+    for run in (r for r in runs if r.get("notice")):   # anomalies and deferred windows: not failures
+        console.print(f"[yellow]{run['stream']}[/]: {run['notice']}", highlight=False)
 
 
 def _cell(value: object) -> str:

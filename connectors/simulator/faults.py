@@ -15,8 +15,11 @@ same faults):
 - `reset`: reset the connection (a TCP RST, not an orderly close) without answering.
 - `drop_after`: handle the request (1C stores what it was sent), then close the connection
   without answering: the answer is lost after the fact. `drop_after_path=/sendFactWorkTime`
-  limits it to one path (relative to the system's base).
+  limits it to one path (relative to the system's base). `path=/historic/agentLoginData` limits
+  every kind to the paths that start with it.
 - `truncate`: send the headers with the full Content-Length, then only part of the body.
+- `empty`: contact center only: answer 404 "No data" as if the source held nothing (a source
+  that silently stopped serving a stream).
 - `corrupt`: contact-center historic answers only, drawn per record: that share of the records
   is damaged (see `corrupt.py`); the count is of damaged records.
 - `restate`: serviceGroupData only, drawn independently of the others: after the answer is
@@ -40,7 +43,8 @@ from dataclasses import dataclass, field
 
 from .base import SimResponse
 
-EXCLUSIVE_KINDS = ("500", "502", "503", "504", "429", "timeout", "drop", "reset", "truncate", "drop_after")
+EXCLUSIVE_KINDS = ("500", "502", "503", "504", "429", "timeout", "drop", "reset", "truncate", "drop_after",
+                   "empty")
 KINDS = EXCLUSIVE_KINDS + ("restate", "corrupt")
 INDEPENDENT_KINDS = ("restate", "corrupt")
 ONEC_KINDS = ("500", "502", "503", "drop", "reset", "timeout", "drop_after")
@@ -56,6 +60,7 @@ class FaultSpec:
     retry_after_form: str = "seconds"
     slow_seconds: float = 5.0
     drop_after_path: str = ""
+    path: str = ""                # only paths starting with this are faulted ("" = every path)
     text: str = ""
 
     @classmethod
@@ -78,7 +83,7 @@ class FaultSpec:
                     forms = ", ".join(RETRY_AFTER_FORMS)
                     raise ValueError(f"fault spec item {item!r}: form must be one of {forms}")
                 options[key] = value
-            elif key == "drop_after_path":
+            elif key in ("drop_after_path", "path"):
                 options[key] = value
             else:
                 raise ValueError(f"fault spec item {item!r}: unknown kind or option {key!r}")
@@ -123,12 +128,14 @@ class FaultInjector:
         """The fault for one request to `system` ("cc" or "onec") at `path` (relative to its base)."""
         with self._lock:
             spec, rng = self.spec, self._rng
-            if not spec.rates:
+            if not spec.rates or not path.startswith(spec.path):
                 return NO_FAULT
             draw, restate_draw, form_draw, body_draw = (rng.random() for _ in range(4))
             kind = _pick(spec.rates, draw)
             restate = (system == "cc" and path.rstrip("/") == "/historic/serviceGroupData"
                        and restate_draw < spec.rates.get("restate", 0.0))
+            if system == "onec" and kind == "empty":
+                kind = None                  # 1C has no "no data" answer to imitate
             if system == "onec" and kind is not None and kind not in ONEC_KINDS:
                 kind = "500"
             if kind == "drop_after" and spec.drop_after_path and path.rstrip("/") != spec.drop_after_path.rstrip("/"):
@@ -163,6 +170,9 @@ class FaultInjector:
             reason = {"502": "Bad Gateway", "503": "Service Unavailable", "504": "Gateway Timeout"}[kind]
             return SimResponse(int(kind), f"<html><body><h1>{kind} {reason}</h1></body></html>".encode(),
                                content_type="text/html; charset=utf-8")
+        if kind == "empty":
+            return SimResponse.json(404, {"field": None, "message": "No data",
+                                          "description": "No data for these parameters"})
         if kind == "500" and system == "onec":
             return _onec_500(fault.onec_body)
         if kind == "500":

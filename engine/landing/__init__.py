@@ -8,5 +8,6 @@
     lake.py       the Parquet lake: partitions rebuilt atomically from committed rows
     limits.py     source protection: requests in flight per source host, fleet-wide
     roster.py     every agent and group a source has had: the ids of a history window
+    anomaly.py    a history window far below its recent volume: landed, the watermark held
     snapshots.py  online snapshots through the same landing path
 """

@@ -70,6 +70,17 @@ DO $$ BEGIN  -- an older ledger: the content hash of a landed window (see `last_
     ALTER TABLE {META}.sync_windows ADD COLUMN content_hash text;
   END IF;
 END $$;
+DO $$ BEGIN  -- an older ledger: windows that came back far too small, or were not asked (anomaly.py, breaker)
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{META}'
+                 AND table_name = 'sync_runs' AND column_name = 'windows_deferred') THEN
+    ALTER TABLE {META}.sync_runs ADD COLUMN windows_anomaly int NOT NULL DEFAULT 0,
+      ADD COLUMN windows_deferred int NOT NULL DEFAULT 0, ADD COLUMN notice text;
+  END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS {META}.anomalies (
+  id bigserial PRIMARY KEY, run_id uuid NOT NULL, stream text NOT NULL, window_start timestamptz NOT NULL,
+  window_end timestamptz NOT NULL, ids_hash text NOT NULL, kind text NOT NULL, rows_fetched bigint NOT NULL,
+  expected double precision NOT NULL, message text NOT NULL, detected_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS {META}.source_ids (
   source text NOT NULL, kind text NOT NULL, id text NOT NULL, first_seen timestamptz, last_seen timestamptz,
   appeared_after timestamptz, gone_at timestamptz, PRIMARY KEY (source, kind, id));
@@ -218,16 +229,18 @@ def clear_partition(conn: psycopg.Connection, table: str, partition: str, run_id
                  (table, partition, run_id))
 
 
-def finish_run(conn: psycopg.Connection, run_id: uuid.UUID, status: str, error: str | None = None) -> dict:
-    """Roll the window rows up into the run row; returns the run row."""
+def finish_run(conn: psycopg.Connection, run_id: uuid.UUID, status: str, error: str | None = None,
+               notice: str | None = None) -> dict:
+    """Roll the window rows up into the run row; returns the run row. `notice`: what the run did
+    not fail on but someone should read (anomalies, deferred windows)."""
     with conn.transaction():
         sums = ", ".join(f"{k} = coalesce((SELECT sum({k}) FROM {META}.sync_windows w WHERE w.run_id = r.run_id), 0)"
                          for k in WINDOW_COUNTS)
         states = ", ".join(f"windows_{s} = (SELECT count(*) FROM {META}.sync_windows w WHERE w.run_id = r.run_id "
-                           f"AND w.status = '{s}')" for s in ("landed", "skipped", "held"))
+                           f"AND w.status = '{s}')" for s in ("landed", "skipped", "held", "anomaly", "deferred"))
         row = conn.execute(
-            f"""UPDATE {META}.sync_runs r SET status = %s, error = %s, finished_at = now(), {sums}, {states},
-                watermark_after = (SELECT value FROM {META}.watermarks m WHERE m.stream = r.stream)
-                WHERE run_id = %s RETURNING *""", (status, error, run_id))
+            f"""UPDATE {META}.sync_runs r SET status = %s, error = %s, notice = %s, finished_at = now(), {sums},
+                {states}, watermark_after = (SELECT value FROM {META}.watermarks m WHERE m.stream = r.stream)
+                WHERE run_id = %s RETURNING *""", (status, error, notice, run_id))
         cols = [c.name for c in row.description]
         return dict(zip(cols, row.fetchone()))  # type: ignore[arg-type]

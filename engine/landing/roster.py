@@ -26,7 +26,7 @@ import psycopg
 
 from connectors.streams import Window
 
-from .ledger import META
+from engine.landing.ledger import META
 
 MARGIN = dt.timedelta(days=2)     # records that cross a window's edge, and looks a day apart
 SEED_TABLES = {"agents": ("cc_agents", "agent_id"), "groups": ("cc_groups", "group_id")}

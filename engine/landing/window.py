@@ -23,7 +23,7 @@ from connectors.http import CallStats, SourceClient
 from connectors.records import Parsed, Reject
 from connectors.settings import SourceSettings
 from connectors.streams import Stream, Window, fetch
-from engine.landing import drift, lake, ledger, warehouse
+from engine.landing import anomaly, drift, lake, ledger, warehouse
 from engine.landing.content import content_hash
 from engine.landing.limits import source_slot
 
@@ -66,7 +66,7 @@ class RunPlan:
 @dataclass
 class WindowReport:
     window: Window
-    status: str                      # landed | held | dry-run
+    status: str                      # landed | held | anomaly | deferred | dry-run
     counts: dict[str, int] = field(default_factory=dict)
     partitions: set[str] = field(default_factory=set)
     message: str | None = None
@@ -151,6 +151,12 @@ def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[R
     status = "landed" if table is not None else "held"
     partitions: set[str] = set()
     with timing.stage("ledger + quarantine"), psycopg.connect(plan.database_url) as conn, conn.transaction():
+        odd = None   # far fewer rows than the window's recent past: landed, but holds the watermark
+        if table is not None and plan.stream.incremental and plan.mode in ("incremental", "backfill"):
+            odd = anomaly.judge(conn, plan.stream.name, window, counts["rows_fetched"])
+        if odd is not None:
+            status, message = "anomaly", odd.message
+            anomaly.record(conn, plan.run_id, plan.stream.name, window, odd)
         if table is not None:
             with timing.stage("COPY + upsert"):
                 upserted = warehouse.upsert(conn, plan.stream, table, plan.run_id, plan.started_at)
@@ -162,11 +168,11 @@ def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[R
         ledger.quarantine(conn, plan.stream.name, plan.run_id, window, rejects)
         if changes is not None:
             drift.record(conn, plan.run_id, changes)
-        ledger.record_window(conn, plan.run_id, window, status, counts, None if table is not None else message,
-                             digest if table is not None else None)
+        ledger.record_window(conn, plan.run_id, window, status, counts, None if status == "landed" else message,
+                             digest if status == "landed" else None)
         if plan.mode == "incremental":
             ledger.advance_watermark(conn, plan.run_id, plan.stream.name, plan.period_end, plan.started_at)
-    return WindowReport(window, status, counts, partitions, None if table is not None else message)
+    return WindowReport(window, status, counts, partitions, None if status == "landed" else message)
 
 
 def _partitions(stream: Stream, table: pa.Table) -> set[str]:

@@ -1,6 +1,7 @@
 """Signed webhook notifications: subscribers, delivery with retries, and signature checks.
 
-Events: `sync.completed`, `sync.failed`, `quality.gate_failed`, `push.refused` (and
+Events: `sync.completed`, `sync.failed`, `sync.anomaly` (a window far below its recent volume,
+`engine/landing/anomaly.py`), `quality.gate_failed`, `push.refused` (and
 `webhook.test`, sent only by `wfm webhooks test`). A delivery is an HTTP POST of
 
     {"id": "<uuid>", "type": "sync.completed", "created_at": "2026-11-22T10:00:00Z", "data": {...}}
@@ -37,13 +38,14 @@ import orjson
 import psycopg
 from cryptography.fernet import Fernet, InvalidToken
 
+from engine.landing import anomaly
 from engine.landing.ledger import META
 
 __all__ = ["EVENTS", "sign", "verify_signature", "check_signature", "send_event", "notify_run", "deliver_event",
            "add_subscriber", "list_subscribers", "remove_subscriber", "subscriber_secret"]
 
 log = logging.getLogger(__name__)
-EVENTS = ("sync.completed", "sync.failed", "quality.gate_failed", "push.refused")
+EVENTS = ("sync.completed", "sync.failed", "sync.anomaly", "quality.gate_failed", "push.refused")
 TEST_EVENT = "webhook.test"
 ATTEMPTS, FIRST_WAIT, FACTOR, TIMEOUT = 4, 1.0, 2.0, 10.0
 DDL = f"""
@@ -274,15 +276,22 @@ def send_event(database_url: str, event_type: str, data: dict) -> list[Attempt]:
 
 
 RUN_FIELDS = ("run_id", "stream", "mode", "status", "period_start", "period_end", "started_at", "finished_at",
-              "windows_planned", "windows_landed", "windows_held", "rows_fetched", "rows_inserted", "rows_updated",
-              "rows_quarantined", "error")
+              "windows_planned", "windows_landed", "windows_held", "windows_anomaly", "windows_deferred",
+              "rows_fetched", "rows_inserted", "rows_updated", "rows_quarantined", "error")
 
 
 def notify_run(database_url: str, run: dict) -> None:
-    """The events of a finished stream run: `sync.completed` or `sync.failed`, and
-    `quality.gate_failed` when the gate held windows back. Never raises."""
+    """The events of a finished stream run: `sync.completed` or `sync.failed`, `sync.anomaly` when
+    windows came back far below their recent volume, and `quality.gate_failed` when the gate held
+    windows back. Never raises."""
     data = {k: run.get(k) for k in RUN_FIELDS}
     send_event(database_url, "sync.completed" if run.get("status") == "completed" else "sync.failed", data)
+    if run.get("windows_anomaly"):
+        try:
+            found = anomaly.of_run(database_url, run["run_id"])
+        except Exception:
+            found = []
+        send_event(database_url, "sync.anomaly", {**data, "notice": run.get("notice"), "anomalies": found[:50]})
     if run.get("windows_held"):
         try:
             with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
