@@ -9,6 +9,7 @@ from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from blocks._urls import source_url
+from connectors.breaker import Maintenance
 from connectors.http import RetryPolicy, SourceClient
 from connectors.settings import CONTACT_CENTER, SourceSettings, contact_center_from_env
 
@@ -58,6 +59,16 @@ class ContactCenterConnection(Block):
         default=RetryPolicy().attempts, ge=1, le=20,
         description="Attempts per request before giving up on transient faults, the first included.",
     )
+    maintenance: str = Field(
+        default="", description="Daily windows in which %s is not asked (runs and pushes are deferred), "
+                                "e.g. `01:00-04:30 Europe/Moscow`; several comma-separated." % "the contact center",
+    )
+
+    @field_validator("maintenance")
+    @classmethod
+    def _maintenance_windows(cls, value: str) -> str:
+        Maintenance.parse(value, "maintenance")
+        return value
 
     @field_validator("url", "token_url")
     @classmethod
@@ -73,7 +84,7 @@ class ContactCenterConnection(Block):
             token=self.token.get_secret_value() if self.token else None,
             api_key_header=self.api_key_header, token_url=token_url, client_id=self.client_id,
             client_secret=self.client_secret.get_secret_value() if self.client_secret else None,
-            timeout=self.timeout, retry=RetryPolicy(attempts=self.max_attempts),
+            timeout=self.timeout, retry=RetryPolicy(attempts=self.max_attempts), maintenance=self.maintenance,
         )
 
     def client(self) -> SourceClient:
@@ -88,7 +99,7 @@ class ContactCenterConnection(Block):
             password=settings.password, token=settings.token, api_key_header=settings.api_key_header,
             token_url=settings.token_url, client_id=settings.client_id,
             client_secret=settings.client_secret, timeout=settings.timeout,
-            max_attempts=settings.retry.attempts,
+            max_attempts=settings.retry.attempts, maintenance=settings.maintenance,
         )
 
     @classmethod

@@ -8,6 +8,7 @@ from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from blocks._urls import source_url
+from connectors.breaker import Maintenance
 from connectors.http import RetryPolicy, SourceClient
 from connectors.settings import ONEC, SourceSettings, onec_from_env
 
@@ -49,6 +50,16 @@ class OneCConnection(Block):
         default=RetryPolicy().attempts, ge=1, le=20,
         description="Attempts per request before giving up on transient faults, the first included.",
     )
+    maintenance: str = Field(
+        default="", description="Daily windows in which %s is not asked (runs and pushes are deferred), "
+                                "e.g. `01:00-04:30 Europe/Moscow`; several comma-separated." % "1C",
+    )
+
+    @field_validator("maintenance")
+    @classmethod
+    def _maintenance_windows(cls, value: str) -> str:
+        Maintenance.parse(value, "maintenance")
+        return value
 
     @field_validator("url")
     @classmethod
@@ -60,7 +71,7 @@ class OneCConnection(Block):
         return SourceSettings(
             ONEC, self.url, "basic" if self.username else "none", username=self.username,
             password=self.password.get_secret_value() if self.password else "",
-            timeout=self.timeout, retry=RetryPolicy(attempts=self.max_attempts),
+            timeout=self.timeout, retry=RetryPolicy(attempts=self.max_attempts), maintenance=self.maintenance,
         )
 
     def client(self) -> SourceClient:
@@ -71,7 +82,7 @@ class OneCConnection(Block):
     def from_settings(cls, settings: SourceSettings) -> OneCConnection:
         """The block holding the same connection as plain connector settings."""
         return cls(url=settings.url, username=settings.username, password=settings.password,
-                   timeout=settings.timeout, max_attempts=settings.retry.attempts)
+                   timeout=settings.timeout, max_attempts=settings.retry.attempts, maintenance=settings.maintenance)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> OneCConnection | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .breaker import Breaker
 from .http import SourceClient
 from .records import Field
 from .streams import Request, Stream, Window, iso
@@ -159,9 +160,10 @@ STREAMS: tuple[Stream, ...] = (
 )
 
 
-def personnel_ids(client: SourceClient) -> dict[str, list[str]]:
+def personnel_ids(client: SourceClient, breaker: Breaker | None = None) -> dict[str, list[str]]:
     """Agent and group ids from /personnel: what the historic requests are cut by."""
-    payload = client.request_json("GET", "/personnel", label="GET /personnel", not_found_is_empty=False) or {}
+    payload = client.request_json("GET", "/personnel", label="GET /personnel", not_found_is_empty=False,
+                                  breaker=breaker) or {}
     agents = sorted({str(a["id"]) for a in payload.get("agents") or [] if isinstance(a, dict) and a.get("id")})
     groups = sorted({str(g["id"]) for s in payload.get("services") or [] if isinstance(s, dict)
                      for g in s.get("serviceGroups") or [] if isinstance(g, dict) and g.get("id")})

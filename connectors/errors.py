@@ -7,7 +7,9 @@ CLI can print it as it is. No message ever contains a credential.
     ├── SourceUnavailable       transient faults outlived the retry budget (5xx, 429, timeouts ...)
     ├── SourceRejected          a fatal answer: 4xx other than 401/403/404/408/429
     ├── AuthenticationFailed    401/403, or the OAuth2 token endpoint refused the client
-    └── InvalidPayload          the answer is not the JSON shape the contract describes
+    ├── InvalidPayload          the answer is not the JSON shape the contract describes
+    └── SourceDeferred          not asked: the run's circuit breaker is open, or the source is in
+                                its maintenance window (`connectors/breaker.py`)
 """
 
 from __future__ import annotations
@@ -45,6 +47,11 @@ class AuthenticationFailed(SourceError):
 
 class InvalidPayload(SourceError):
     """The response body does not follow the contract."""
+
+
+class SourceDeferred(SourceError):
+    """The request was not made: its source is deemed down for this run, or in maintenance.
+    Nothing was sent, so the work is safe to do later."""
 
 
 class RetriableError(Exception):

@@ -8,7 +8,13 @@ Responses are classified once, in `_classify`:
   endpoint that always has an answer (`/personnel`): there a 404 means "this is not the API"
   (a wrong base URL), and fails;
 - fatal: 401/403 (`AuthenticationFailed`) and any other 4xx (`SourceRejected`, with the
-  server's own message).
+  server's own message); with `RetryPolicy.repeat_is_final` (1C), a 500 whose message is the same
+  on two attempts in a row, and does not read as transient (a lock, a session, a timeout): a
+  fault in the source's code that a third attempt would only repeat.
+
+Before every attempt the client asks its `Maintenance` schedule and the caller's `Breaker`
+(`connectors/breaker.py`) whether to go at all; a request that gives up as unavailable, or
+succeeds, tells the breaker. The breaker is a layer around this one retry loop, not another one.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
-from .errors import AuthenticationFailed, RetriableError, SourceRejected, SourceUnavailable
+from .breaker import Breaker, Maintenance
+from .errors import AuthenticationFailed, RetriableError, SourceDeferred, SourceRejected, SourceUnavailable
 
 
 @dataclass(frozen=True)
@@ -38,6 +45,11 @@ class RetryPolicy:
     jitter: float = 0.5              # up to this many seconds added at random
     max_elapsed: float = 300.0       # never spend longer than this on one request
     max_retry_after: float = 120.0   # a Retry-After above this is treated as this
+    repeat_is_final: bool = False    # a 500 with the same message twice in a row is not retried (1C)
+
+
+TRANSIENT_WORDS = ("блокиров", "lock", "сеанс", "session", "тайм", "timeout", "time out", "соединен",
+                   "connection", "занят", "busy", "перегруз", "overload")
 
 
 @dataclass
@@ -66,9 +78,10 @@ class SourceClient:
     def __init__(self, system: str, base_url: str, *, auth: httpx.Auth | None = None,
                  timeout: float = 30.0, retry: RetryPolicy | None = None,
                  not_found_is_empty: bool = False, max_connections: int = 8,
-                 transport: httpx.BaseTransport | None = None):
+                 transport: httpx.BaseTransport | None = None, maintenance: Maintenance | None = None):
         self.system = system
         self.retry = retry or RetryPolicy()
+        self.maintenance = maintenance or Maintenance()
         self.not_found_is_empty = not_found_is_empty
         self.stats = CallStats()
         self._http = httpx.Client(
@@ -92,11 +105,13 @@ class SourceClient:
 
     def request_json(self, method: str, path: str, *, params: dict[str, str] | None = None,
                      json: Any = None, label: str | None = None, retry: bool = True,
-                     stats: CallStats | None = None, not_found_is_empty: bool | None = None) -> Any:
+                     stats: CallStats | None = None, not_found_is_empty: bool | None = None,
+                     breaker: Breaker | None = None) -> Any:
         """The decoded JSON body, or None for a 404 that means "no data".
 
         `not_found_is_empty=False` for an endpoint that always answers: its 404 is an error that
         says the base URL is probably wrong (None: the client's default for the source).
+        `breaker`: the run's circuit breaker for this source; `SourceDeferred` when it is open.
         `retry=False` makes exactly one attempt: for a call that is not idempotent (1C's
         sendFactWorkTime creates a document per call), the caller resolves a lost answer itself.
         `stats`, if given, counts this request's calls and retries as well (per-window figures).
@@ -111,7 +126,10 @@ class SourceClient:
         last: list[RetriableError] = []
         empty_404 = self.not_found_is_empty if not_found_is_empty is None else not_found_is_empty
 
+        policy = self.retry if retry else RetryPolicy(attempts=1)
+
         def attempt() -> Any:
+            self._may_ask(endpoint, breaker)
             count(calls=1)
             try:
                 response = self._http.request(method, path, params=params,
@@ -119,7 +137,13 @@ class SourceClient:
                                               headers={"Content-Type": "application/json"} if json is not None else None)
             except httpx.TransportError as exc:
                 raise RetriableError(_transport_detail(exc)) from None
-            return self._classify(response, endpoint, empty_404)
+            try:
+                return self._classify(response, endpoint, empty_404)
+            except RetriableError as exc:
+                if policy.repeat_is_final and _deterministic(exc, last):
+                    raise SourceRejected(self.system, endpoint, exc.status or 500, exc.detail.partition(": ")[2]
+                                         + " (the same error twice in a row: not retried)") from None
+                raise
 
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -127,7 +151,6 @@ class SourceClient:
                 last[:] = [error]
                 count(retries=1, throttled=int(error.status == 429))
 
-        policy = self.retry if retry else RetryPolicy(attempts=1)
         retrying = Retrying(
             stop=stop_after_attempt(policy.attempts) | stop_after_delay(policy.max_elapsed),
             wait=_wait_with_retry_after(policy),
@@ -135,14 +158,27 @@ class SourceClient:
             before_sleep=before_sleep, reraise=True,
         )
         try:
-            return retrying(attempt)
+            answer = retrying(attempt)
         except RetriableError as exc:
             attempts = retrying.statistics.get("attempt_number", policy.attempts)
             if exc.status == 429:
                 count(throttled=1)
+            if breaker is not None:
+                breaker.unavailable()
             raise SourceUnavailable(self.system, endpoint, exc.detail, attempts) from None
         except AuthenticationFailed as exc:
             raise AuthenticationFailed(self.system, endpoint, exc.detail) from None
+        if breaker is not None:
+            breaker.answered()
+        return answer
+
+    def _may_ask(self, endpoint: str, breaker: Breaker | None) -> None:
+        """Raise `SourceDeferred` when the source is in maintenance or the run's breaker is open."""
+        window = self.maintenance.active()
+        if window is not None:
+            raise SourceDeferred(self.system, endpoint, f"not asked: in the maintenance window {window}")
+        if breaker is not None:
+            breaker.check(self.system, endpoint)
 
     def _classify(self, response: httpx.Response, endpoint: str, empty_404: bool) -> Any:
         status = response.status_code
@@ -163,6 +199,15 @@ class SourceClient:
             raise RetriableError(f"HTTP {status}{_server_message(response)}", status=status,
                                  retry_after=_retry_after(response))
         raise SourceRejected(self.system, endpoint, status, _server_message(response).lstrip(": ") or "no message")
+
+
+def _deterministic(error: RetriableError, previous: list[RetriableError]) -> bool:
+    """A 500 whose message (not the bare status) equals the previous attempt's, and does not read
+    as a transient condition (a lock, a session, a timeout, a busy server)."""
+    if error.status != 500 or not previous or previous[0].detail != error.detail:
+        return False
+    message = error.detail.partition(": ")[2].lower()
+    return bool(message) and not any(word in message for word in TRANSIENT_WORDS)
 
 
 def _stdlib_json(body: bytes, status: int) -> Any:

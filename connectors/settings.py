@@ -9,16 +9,21 @@
     WFM_ONEC_URL                  1C base URL, e.g. http://host/infobase/hs/wfm
     WFM_ONEC_USERNAME/PASSWORD    HTTP Basic (1C's technical user)
     WFM_HTTP_TIMEOUT              seconds per request (default 30; 1C gets at least 60)
+    WFM_HTTP_ATTEMPTS             attempts per request on transient faults (default 6)
+    WFM_CC_MAINTENANCE            daily windows not to ask in: "01:00-04:30 Europe/Moscow, ..."
+    WFM_ONEC_MAINTENANCE          the same for 1C (its nightly routines); see connectors/breaker.py
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
 
 from .auth import build_auth
+from .breaker import Maintenance
 from .http import RetryPolicy, SourceClient
 from .systems import CONTACT_CENTER_SYSTEM, ONEC_SYSTEM, source_system
 
@@ -43,6 +48,7 @@ class SourceSettings:
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     max_connections: int = 8
+    maintenance: str = ""                       # daily windows in which the source is not asked
 
     @property
     def key(self) -> str:
@@ -58,9 +64,11 @@ class SourceSettings:
         auth = build_auth(self.auth, username=self.username, password=self.password, token=self.token,
                           api_key_header=self.api_key_header, token_url=self.token_url,
                           client_id=self.client_id, client_secret=self.client_secret)
-        return SourceClient(self.system, self.url, auth=auth, timeout=self.timeout, retry=self.retry,
-                            not_found_is_empty=source_system(self.system).not_found_is_empty,
-                            max_connections=self.max_connections)
+        system = source_system(self.system)
+        retry = dataclasses.replace(self.retry, repeat_is_final=self.retry.repeat_is_final or system.repeated_500_is_final)
+        return SourceClient(self.system, self.url, auth=auth, timeout=self.timeout, retry=retry,
+                            not_found_is_empty=system.not_found_is_empty, max_connections=self.max_connections,
+                            maintenance=Maintenance.parse(self.maintenance, f"{self.system} maintenance"))
 
 
 def contact_center_from_env(env: Mapping[str, str] | None = None) -> SourceSettings | None:
@@ -76,7 +84,8 @@ def contact_center_from_env(env: Mapping[str, str] | None = None) -> SourceSetti
         token=env.get("WFM_CC_TOKEN") or env.get("WFM_CC_API_KEY"),
         api_key_header=env.get("WFM_CC_API_KEY_HEADER", "X-API-Key"), token_url=token_url,
         client_id=env.get("WFM_CC_CLIENT_ID"), client_secret=env.get("WFM_CC_CLIENT_SECRET"),
-        timeout=float(env.get("WFM_HTTP_TIMEOUT", "30")),
+        timeout=float(env.get("WFM_HTTP_TIMEOUT", "30")), retry=RetryPolicy(attempts=_attempts(env)),
+        maintenance=_maintenance(env, "WFM_CC_MAINTENANCE"),
     )
 
 
@@ -89,7 +98,23 @@ def onec_from_env(env: Mapping[str, str] | None = None) -> SourceSettings | None
     kind = "basic" if env.get("WFM_ONEC_USERNAME") else "none"
     return SourceSettings(ONEC, url, kind, username=env.get("WFM_ONEC_USERNAME"),
                           password=env.get("WFM_ONEC_PASSWORD", ""),
-                          timeout=max(ONEC_SYSTEM.min_timeout, float(env.get("WFM_HTTP_TIMEOUT", "30"))))
+                          timeout=max(ONEC_SYSTEM.min_timeout, float(env.get("WFM_HTTP_TIMEOUT", "30"))),
+                          retry=RetryPolicy(attempts=_attempts(env)), maintenance=_maintenance(env, "WFM_ONEC_MAINTENANCE"))
+
+
+def _attempts(env: Mapping[str, str]) -> int:
+    raw = env.get("WFM_HTTP_ATTEMPTS", "").strip()
+    if not raw:
+        return RetryPolicy().attempts
+    if not raw.isdigit() or not 1 <= int(raw) <= 20:
+        raise ValueError(f"WFM_HTTP_ATTEMPTS must be a whole number from 1 to 20, got {raw!r}")
+    return int(raw)
+
+
+def _maintenance(env: Mapping[str, str], variable: str) -> str:
+    text = env.get(variable, "").strip()
+    Maintenance.parse(text, variable)   # a malformed schedule fails at configuration, in one line
+    return text
 
 
 def _infer_auth(env: Mapping[str, str], prefix: str) -> str:

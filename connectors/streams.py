@@ -28,6 +28,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from .breaker import Breaker
 from .errors import InvalidPayload
 from .http import CallStats, SourceClient
 from .records import Field, Parsed, flatten, items_of, to_arrow
@@ -101,15 +102,18 @@ def requests_of(stream: Stream, window: Window) -> list[Window]:
     return [dataclasses.replace(window, ids=batch) for batch in id_batches(window.ids, stream.max_ids)]
 
 
-def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats | None = None) -> Parsed:
-    """A window's requests, one after another, parsed together into one batch of typed rows and rejects."""
+def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats | None = None,
+          breaker: Breaker | None = None) -> Parsed:
+    """A window's requests, one after another, parsed together into one batch of typed rows and rejects;
+    `breaker`: the run's circuit breaker of the source (`connectors/breaker.py`)."""
     items: list[Any] = []
     for part in requests_of(stream, window):
         req = stream.request(part)
         where = f"{stream.endpoint} [{part.label}]"
         with stage("fetch"):
             payload = client.request_json(req.method, req.path, params=req.params, json=req.json, label=where,
-                                          stats=stats, not_found_is_empty=False if stream.always_answers else None)
+                                          stats=stats, not_found_is_empty=False if stream.always_answers else None,
+                                          breaker=breaker)
         try:
             items += items_of(payload, stream.root)
         except (ValueError, TypeError, KeyError, IndexError) as exc:

@@ -12,6 +12,8 @@ Both go through the outbox (`engine.push.outbox`): content is offered, rows are 
   may still be working on is not mistaken for a lost one): more РВ/РВН/НН/С hours than before →
   1C stored it (`sent`); the same → it did not (`pending`, sent again); anything else stays
   `sending` with a note for a person. Never a blind retry.
+- In 1C's maintenance window (`WFM_ONEC_MAINTENANCE`) a push asks nothing and returns
+  `{"deferred": 1}`; if the window begins mid-push, what is left stays `pending`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import psycopg
 from prefect import flow, get_run_logger
 
 from connectors import onec
-from connectors.errors import AuthenticationFailed, SourceError, SourceRejected
+from connectors.errors import AuthenticationFailed, SourceDeferred, SourceError, SourceRejected
 from connectors.http import SourceClient
 from connectors.settings import ONEC
 from connectors.streams import Window, fetch, id_batches
@@ -64,6 +66,9 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
     client = client_for(settings.source(ONEC))
     today = dt.datetime.now(UTC).date()
     since = since or (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    if (window := client.maintenance.active()) is not None:
+        logger.warning("schedules deferred: 1C is in its maintenance window %s", window)
+        return {"deferred": 1}
     tally: dict[str, int] = defaultdict(int)
     failures: list[str] = []
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
@@ -80,6 +85,10 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
                 continue
             try:
                 result = onec.send_schedule(client, entry.payload)
+            except SourceDeferred as exc:     # maintenance began: nothing was sent; the next push sends
+                outbox.settle(conn, entry, "pending", str(exc))
+                tally["deferred"] += 1
+                break
             except SourceError as exc:
                 outbox.settle(conn, entry, "pending", str(exc))
                 failures.append(str(exc))
@@ -164,7 +173,7 @@ def _send_fact(conn: psycopg.Connection, client: SourceClient, entry: outbox.Ent
         return "taken"
     try:
         result = onec.send_fact_work_time(client, entry.payload)
-    except (AuthenticationFailed, SourceRejected) as exc:       # not processed by 1C
+    except (AuthenticationFailed, SourceRejected, SourceDeferred) as exc:       # not processed by 1C
         outbox.settle(conn, entry, "pending", str(exc))
         return "pending"
     except SourceError as exc:                                   # unknown: resolved from the timesheet
@@ -182,6 +191,9 @@ def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool 
     settings = resolve_settings()
     schema.ensure(settings.database_url)
     client = client_for(settings.source(ONEC))
+    if (window := client.maintenance.active()) is not None:   # nothing claimed, nothing read: all stays pending
+        logger.warning("deviations deferred: 1C is in its maintenance window %s", window)
+        return {"deferred": 1}
     tally: dict[str, int] = defaultdict(int)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         outbox.ensure_outbox(conn)

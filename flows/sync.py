@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import uuid
 
 import psycopg
@@ -19,11 +20,13 @@ from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors import timing
+from connectors.breaker import Breaker, breaker_for, forget_breakers
 from connectors.contact_center import personnel_ids
+from connectors.errors import SourceDeferred, SourceUnavailable
 from connectors.streams import Stream, Window, bucket_count, windows
 from engine import catalog, derived, progress, schema
 from engine.landing import drift, ledger, roster, warehouse
-from engine.landing.limits import source_slot
+from engine.landing.limits import breaker_failures, source_slot
 from engine.landing.window import RunPlan, client_for
 from engine.push import webhooks
 from engine.quality.reconcile import period_days
@@ -32,6 +35,7 @@ from tasks.checks import reconcile_landed
 from tasks.derived import build_agent_employee_map
 from tasks.sync import publish_lake, sync_window
 
+log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
 INITIAL_DAYS = 7   # how far back an incremental stream with no watermark starts
 
@@ -64,16 +68,25 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 
 def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection,
-                    start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None) -> list[Window]:
+                    start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None,
+                    breaker: Breaker | None = None) -> list[Window]:
     """The windows of a run: period spans × id buckets, with the context a request needs.
 
     A history stream asks, for each window, every id known for its period (`engine/landing/roster.py`):
     today's /personnel and the agents or groups that have left it since. A snapshot asks today's.
+    When /personnel cannot be asked (the source is down or in maintenance), a history stream
+    plans with the ids the warehouse remembers, and its windows are deferred or fail on their own.
     """
     if stream.ids in ("agents", "groups"):
         source = settings.source(stream.system)
-        with source_slot(source.url):   # the id lookup is a request to the source too
-            listed = personnel_ids(client_for(source))[stream.ids]
+        try:
+            with source_slot(source.url):   # the id lookup is a request to the source too
+                listed: list[str] | None = personnel_ids(client_for(source), breaker)[stream.ids]
+        except (SourceDeferred, SourceUnavailable) as exc:
+            if not stream.incremental:
+                raise
+            log.warning("%s; planning with the ids the warehouse knows", _one_line_text(exc))
+            listed = None
         if not stream.incremental:
             return windows(stream, start, end, listed) if listed else []
         known = roster.look(conn, source.key, stream.ids, listed, now or dt.datetime.now(UTC))
@@ -104,8 +117,10 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
         if declared.ids == "employees":
             warehouse.ensure_table(conn, catalog.STREAMS["employees"])
         mode, period_start, period_end = plan_period(declared, ledger.watermark(conn, stream), now, start, end)
-        todo = request_windows(declared, settings, conn, period_start, period_end, now)
         run_id = uuid.uuid4()
+        source = settings.source(declared.system)
+        breaker = breaker_for(str(run_id), source.key, breaker_failures())   # the windows' tasks share it
+        todo = request_windows(declared, settings, conn, period_start, period_end, now, breaker)
         ledger.start_run(conn, run_id, stream, mode, period_start, period_end, todo, now, _flow_run_id())
         if mode == "backfill" and not force:
             done = ledger.landed_windows(conn, stream, period_start, period_end)
@@ -119,6 +134,7 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
     futures = [sync_window.submit(plan, window) for window in todo]
     problems: list[str] = []
     notices: list[str] = []     # anomalies: landed, but the watermark waits for them
+    deferred: list[str] = []    # not asked (circuit open, maintenance): the next run takes them up
     landed: set[str] = set()
     inserted = 0
     for future in futures:
@@ -133,6 +149,8 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
                 problems.append(report.message)
             elif report.status == "anomaly":
                 notices.append(report.message)
+            elif report.status == "deferred":
+                deferred.append(report.message)
         else:
             problems.append(_one_line(state))
     held = None
@@ -150,26 +168,32 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
         publish_lake(declared, settings.database_url, settings.lake_path)
     with timing.stage("finish (run ledger, artifact, webhooks)"):
         with psycopg.connect(settings.database_url, autocommit=True) as conn:
-            run = ledger.finish_run(conn, run_id, "failed" if problems else "completed",
+            run = ledger.finish_run(conn, run_id, "failed" if problems else "deferred" if deferred else "completed",
                                     "; ".join(p for p in [*problems, held] if p)[:2000] or None,
-                                    _notice(notices))
+                                    _notice(notices, deferred))
+        forget_breakers(str(run_id))
         _artifact(run)
         webhooks.notify_run(settings.database_url, run)   # sync.completed|failed|anomaly, quality.gate_failed
         for message in notices:
             logger.warning("anomaly: %s", message)
         drift.surface(settings.database_url, run_id, stream)
     if problems:
-        raise SyncFailed(f"{stream}: {len(problems)} window(s) not landed — {problems[0]}")
+        later = f"; {len(deferred)} deferred" if deferred else ""
+        raise SyncFailed(f"{stream}: {len(problems)} window(s) not landed{later} — {problems[0]}")
     if held:
         raise SyncFailed(f"{stream}: {held}")
     return run
 
 
-def _notice(anomalies: list[str]) -> str | None:
-    if not anomalies:
-        return None
-    more = f" (and {len(anomalies) - 1} more window(s))" if len(anomalies) > 1 else ""
-    return f"anomaly: {anomalies[0]}{more}"[:2000]
+def _notice(anomalies: list[str], deferred: list[str]) -> str | None:
+    """What the run did not fail on but someone should read, in one line."""
+    parts = []
+    if deferred:
+        parts.append(f"{len(deferred)} window(s) deferred to the next run — {deferred[0]}")
+    if anomalies:
+        more = f" (and {len(anomalies) - 1} more window(s))" if len(anomalies) > 1 else ""
+        parts.append(f"anomaly: {anomalies[0]}{more}")
+    return "; ".join(parts)[:2000] or None
 
 
 def _one_line_text(exc: BaseException) -> str:

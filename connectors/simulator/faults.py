@@ -20,6 +20,9 @@ same faults):
 - `truncate`: send the headers with the full Content-Length, then only part of the body.
 - `empty`: contact center only: answer 404 "No data" as if the source held nothing (a source
   that silently stopped serving a stream).
+- `hang`: accept the request and never answer (until the simulator stops): a hung source.
+- `error`: a deterministic 500 — the same message every time, as 1C answers when its own code
+  fails on a request (a transient 500 reads like a lock conflict or an interrupted session).
 - `corrupt`: contact-center historic answers only, drawn per record: that share of the records
   is damaged (see `corrupt.py`); the count is of damaged records.
 - `restate`: serviceGroupData only, drawn independently of the others: after the answer is
@@ -44,11 +47,13 @@ from dataclasses import dataclass, field
 from .base import SimResponse
 
 EXCLUSIVE_KINDS = ("500", "502", "503", "504", "429", "timeout", "drop", "reset", "truncate", "drop_after",
-                   "empty")
+                   "empty", "hang", "error")
 KINDS = EXCLUSIVE_KINDS + ("restate", "corrupt")
 INDEPENDENT_KINDS = ("restate", "corrupt")
-ONEC_KINDS = ("500", "502", "503", "drop", "reset", "timeout", "drop_after")
+ONEC_KINDS = ("500", "502", "503", "drop", "reset", "timeout", "drop_after", "hang", "error")
 RETRY_AFTER_FORMS = ("seconds", "http-date", "mixed")
+DETERMINISTIC_ERROR = ("{ОбщийМодуль.ОбменWFM.Модуль(214)}: Ошибка при вызове метода контекста (Получить): "
+                       "Поле объекта не обнаружено (ТабельныйНомер)")
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,9 @@ class FaultInjector:
         if kind == "empty":
             return SimResponse.json(404, {"field": None, "message": "No data",
                                           "description": "No data for these parameters"})
+        if kind == "error":
+            return SimResponse.json(500, {"field": None, "message": DETERMINISTIC_ERROR, "description": ""}) \
+                if system == "cc" else SimResponse.text(500, DETERMINISTIC_ERROR)
         if kind == "500" and system == "onec":
             return _onec_500(fault.onec_body)
         if kind == "500":
@@ -201,7 +209,8 @@ def _onec_500(form: int) -> SimResponse:
         return SimResponse(500, b"", content_type="text/plain; charset=utf-8")
     if form == 1:
         return SimResponse.text(500, "Ошибка при вызове метода контекста (Выполнить): сеанс прерван")
-    return SimResponse.json(500, {"error": "Внутренняя ошибка 1С", "description": "simulated failure"})
+    return SimResponse.json(500, {"error": "Внутренняя ошибка 1С",
+                                  "description": "Конфликт блокировок при выполнении транзакции (simulated)"})
 
 
 def _number(item: str, value: str, upper: float | None = None) -> float:

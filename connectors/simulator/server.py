@@ -6,7 +6,7 @@ Routes (one port):
 - `/_sim/...`        admin, never faulted nor authenticated (see `admin.py`)
 
 The server is stdlib `ThreadingHTTPServer` speaking HTTP/1.1 with keep-alive, which leaves the
-raw socket at hand for the `drop`, `reset` and `truncate` faults. The simulation clock is real time until
+raw socket at hand for the `drop`, `reset`, `truncate` and `hang` faults. The simulation clock is real time until
 set; a set clock stays where it was put.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
+import select
 import socket
 import struct
 import sys
@@ -230,6 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
             return _hang_up(self.connection) if fault.kind == "drop" else self._reset()
         if fault.kind == "timeout":
             sim.stopping.wait(sim.faults.spec.slow_seconds)
+        if fault.kind == "hang":             # accepted, never answered: the client's timeout ends it
+            sim.record(self.command, path, query, None, "hang")
+            while not sim.stopping.wait(0.1) and not _hung_up(self.connection):
+                pass
+            self.close_connection = True
+            return _hang_up(self.connection)
         response = sim.faults.error_response(system, fault) or sim.auth[system].check(self.headers)
         if response is None:
             response = self._answer(system, relative, query, body)
@@ -380,6 +387,15 @@ def _load_onec(world: World, clock: SimulationClock, variants: frozenset[str]) -
         log.warning("1C simulator unavailable, 1C paths answer 503: %s", exc)
         return None
     return OneCSystem(world, clock, variants)
+
+
+def _hung_up(conn: socket.socket) -> bool:
+    """The client closed its end (it gave up waiting)."""
+    try:
+        ready, _, _ = select.select([conn], [], [], 0)
+        return bool(ready) and conn.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def _hang_up(conn: socket.socket) -> None:

@@ -17,6 +17,9 @@ other processes share. Without one (a single `wfm sync` on its ephemeral API, th
 notebook, a connector benchmark) or when the API cannot hold the limit, the semaphore alone
 protects the source, from this process only.
 
+`WFM_BREAKER_FAILURES=N` (default 3): requests in a row that may find a source unavailable before
+a run stops asking it (`connectors/breaker.py`; the rest of the run's windows are deferred).
+
 `WFM_SOURCE_MAX_PER_MINUTE=N` adds a rate limit `source-rate:<host>:<port>`: slots decaying at N a
 minute on the server (each window takes one before its request), or a sliding minute in-process.
 """
@@ -33,7 +36,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from urllib.parse import urlsplit
 
-__all__ = ["DEFAULT_IN_FLIGHT", "limit_name", "max_in_flight", "max_per_minute", "source_slot"]
+from connectors.breaker import DEFAULT_FAILURES
+
+__all__ = ["DEFAULT_IN_FLIGHT", "breaker_failures", "limit_name", "max_in_flight", "max_per_minute",
+           "source_slot"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_IN_FLIGHT = 4
@@ -62,6 +68,11 @@ def max_in_flight() -> int:
 def max_per_minute() -> int | None:
     """Requests a minute per source host (`WFM_SOURCE_MAX_PER_MINUTE`); None: no rate limit."""
     return _positive("WFM_SOURCE_MAX_PER_MINUTE")
+
+
+def breaker_failures() -> int:
+    """Unavailable requests in a row after which a run stops asking a source (`WFM_BREAKER_FAILURES`)."""
+    return _positive("WFM_BREAKER_FAILURES") or DEFAULT_FAILURES
 
 
 def _positive(variable: str) -> int | None:

@@ -19,13 +19,15 @@ import psycopg
 import pyarrow as pa
 
 from connectors import timing
+from connectors.breaker import breaker_for
+from connectors.errors import SourceDeferred
 from connectors.http import CallStats, SourceClient
 from connectors.records import Parsed, Reject
 from connectors.settings import SourceSettings
 from connectors.streams import Stream, Window, fetch
 from engine.landing import anomaly, drift, lake, ledger, warehouse
 from engine.landing.content import content_hash
-from engine.landing.limits import source_slot
+from engine.landing.limits import breaker_failures, source_slot
 
 _clients: dict[SourceSettings, SourceClient] = {}
 _clients_lock = threading.Lock()
@@ -74,12 +76,27 @@ class WindowReport:
 
 
 def sync_window(plan: RunPlan, window: Window) -> WindowReport:
-    """Extract, validate and land one window, exactly once."""
+    """Extract, validate and land one window, exactly once — or defer it, without a request, when
+    the run's circuit breaker for the source is open or the source is in maintenance."""
     stats = CallStats()
-    # at most N requests in flight to this host, fleet-wide
-    with timing.stage("source slot wait"), source_slot(plan.source.url):
-        parsed = fetch(client_for(plan.source), plan.stream, window, stats)
+    breaker = breaker_for(str(plan.run_id), plan.source.key, breaker_failures())
+    try:
+        breaker.check(plan.source.system, plan.stream.endpoint)   # not even a slot while open
+        # at most N requests in flight to this host, fleet-wide
+        with timing.stage("source slot wait"), source_slot(plan.source.url):
+            parsed = fetch(client_for(plan.source), plan.stream, window, stats, breaker)
+    except SourceDeferred as exc:
+        return _defer(plan, window, str(exc), stats.snapshot())
     return land_batch(plan, window, parsed, stats.snapshot())
+
+
+def _defer(plan: RunPlan, window: Window, message: str, calls: dict[str, int]) -> WindowReport:
+    """Record a window as deferred: not failed, not landed; the next run (or backfill) takes it up."""
+    counts = {"api_calls": calls.get("calls", 0), "retries": calls.get("retries", 0),
+              "throttled": calls.get("throttled", 0)}
+    with psycopg.connect(plan.database_url) as conn, conn.transaction():
+        ledger.record_window(conn, plan.run_id, window, "deferred", counts, message)
+    return WindowReport(window, "deferred", counts, message=message)
 
 
 def land_batch(plan: RunPlan, window: Window, parsed: Parsed, calls: dict[str, int] | None = None) -> WindowReport:
