@@ -218,9 +218,9 @@ def _flow_run_id() -> str | None:
 def _artifact(run: dict) -> None:
     rows = "\n".join(f"| {k} | {run[k]} |" for k in (
         "stream", "mode", "status", "period_start", "period_end", "windows_planned", "windows_landed",
-        "windows_skipped", "windows_held", "windows_anomaly", "windows_deferred", "rows_fetched", "duplicates_removed", "rows_inserted", "rows_updated",
-        "rows_unchanged", "rows_quarantined", "api_calls", "retries", "throttled", "watermark_before",
-        "watermark_after", "error", "notice"))
+        "windows_skipped", "windows_held", "windows_anomaly", "windows_deferred", "rows_fetched",
+        "duplicates_removed", "rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined", "api_calls",
+        "retries", "throttled", "watermark_before", "watermark_after", "error", "notice"))
     create_markdown_artifact(f"### Sync of `{run['stream']}`\n\n| field | value |\n|---|---|\n{rows}\n",
                              key=f"sync-{run['stream'].replace('_', '-')}",
                              description=f"{run['stream']} {run['status']}")

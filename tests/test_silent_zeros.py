@@ -10,9 +10,9 @@ from rich.console import Console
 
 from blocks import load_settings
 from connectors.errors import SourceRejected
-from flows.sync import SyncFailed, sync_stream
 from engine.landing import ledger
 from engine.push import webhooks
+from flows.sync import SyncFailed, sync_stream
 from wfm.check import run_checks
 from wfm.commands import show_runs
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 import psycopg
 
 from connectors.streams import Window
-
 from engine.landing.ledger import META, ids_hash
 
 HISTORY = 7                       # windows the median is taken over

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 import psycopg
 
 from connectors.streams import Window
-
 from engine.landing.ledger import META
 
 MARGIN = dt.timedelta(days=2)     # records that cross a window's edge, and looks a day apart
