@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import psycopg
@@ -46,7 +47,7 @@ class Anomaly:
     message: str
 
 
-def threshold(stream: str, env: dict[str, str] | None = None) -> Threshold:
+def threshold(stream: str, env: Mapping[str, str] | None = None) -> Threshold:
     """The stream's thresholds from the environment; a malformed value is a one-line error."""
     env = os.environ if env is None else env
     ratio = _number("WFM_ANOMALY_RATIO", env.get("WFM_ANOMALY_RATIO"), DEFAULT_RATIO)
@@ -79,7 +80,7 @@ def judge(conn: psycopg.Connection, stream: str, window: Window, rows: int,
     limits = limits or threshold(stream)
     if limits.ratio == 0:
         return None
-    expected, samples = conn.execute(
+    found = conn.execute(
         f"""SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY n), count(*) FROM (
               SELECT max(rows_fetched) AS n FROM {META}.sync_windows
               WHERE stream = %(stream)s AND status = 'landed' AND ids_hash = %(bucket)s
@@ -88,6 +89,7 @@ def judge(conn: psycopg.Connection, stream: str, window: Window, rows: int,
               GROUP BY window_start ORDER BY abs(extract(epoch FROM window_start - %(start)s)) LIMIT %(n)s) nearest""",
         {"stream": stream, "bucket": ids_hash(window), "length": window.end - window.start, "start": window.start,
          "recent": RECENT, "n": HISTORY}).fetchone()
+    expected, samples = found if found is not None else (None, 0)
     if samples < MIN_HISTORY or expected is None or expected < limits.min_rows or rows >= limits.ratio * expected:
         return None
     kind = "empty" if rows == 0 else "low_volume"
