@@ -9,6 +9,7 @@ import time
 import psycopg
 import pytest
 
+from blocks import load_settings
 from connectors.breaker import Maintenance
 from connectors.contact_center import AGENT_LOGINS
 from connectors.errors import SourceRejected, SourceUnavailable
@@ -16,6 +17,7 @@ from connectors.http import RetryPolicy
 from connectors.settings import ONEC, SourceSettings
 from flows.push import push_schedules
 from flows.sync import SyncFailed, sync_stream
+from wfm.check import run_checks
 
 from .conftest import SIM_START
 from .test_history import landed, truth
@@ -103,6 +105,8 @@ def test_a_maintenance_window_defers_runs_and_pushes_instead_of_failing_them(wfm
     assert run["status"] == "deferred" and run["windows_deferred"] == 1 and "maintenance window" in run["notice"]
     assert push_schedules(SINCE) == {"deferred": 1}
     assert not [r for r in sim.requests() if r["path"].startswith("/zup/")]     # 1C was not asked at all
+    check = run_checks(load_settings(), timeout=5)[1]                           # a person's check still asks
+    assert check.status == "OK" and "maintenance window" in check.detail, check
     monkeypatch.delenv("WFM_ONEC_MAINTENANCE")
     assert sync_stream("employees")["status"] == "completed"
     assert push_schedules(SINCE)["sent"] == 1 and schedule_posts(sim) == 1

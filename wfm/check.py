@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from connectors.breaker import Maintenance
 from connectors.errors import SourceError, SourceUnavailable
 from connectors.http import RetryPolicy
 from connectors.settings import CONTACT_CENTER, ONEC
@@ -81,21 +82,26 @@ def check_source(system: str, connection: ContactCenterConnection | OneCConnecti
     if connection is None:
         return ReachResult(system, "-", "SKIPPED", None, hint)
     target = public_target(connection.url)
-    settings = dataclasses.replace(connection.settings(), timeout=timeout, retry=CHECK_RETRY)
+    configured = connection.settings()
+    # a person's check asks even in the source's maintenance window (and says so)
+    settings = dataclasses.replace(configured, timeout=timeout, retry=CHECK_RETRY, maintenance="")
     try:
         client = settings.client()
+        window = Maintenance.parse(configured.maintenance).active()
     except ValueError as exc:   # an auth style without its credentials
         return ReachResult(system, target, "FAILED", None, f"misconfigured: {exc}")
+    note = f" (in its maintenance window {window})" if window else ""
     with client:
         started = time.perf_counter()
         try:
             payload = client.request_json("GET", path, not_found_is_empty=False)   # a 404 here: not the API
         except SourceError as exc:
             latency = _elapsed_ms(started)
-            return ReachResult(system, target, "FAILED", latency, _source_error_detail(exc, connection.url, timeout))
+            return ReachResult(system, target, "FAILED", latency,
+                               _source_error_detail(exc, connection.url, timeout) + note)
         latency = _elapsed_ms(started)
     try:
-        return ReachResult(system, target, "OK", latency, f"GET {path}: {summarize(payload)}")
+        return ReachResult(system, target, "OK", latency, f"GET {path}: {summarize(payload)}{note}")
     except (KeyError, TypeError, IndexError, AttributeError):
         return ReachResult(system, target, "FAILED", latency, f"GET {path}: the answer does not follow the contract")
 
