@@ -10,7 +10,7 @@ its start, so the next run reads it again; no backfill skips it — with a row i
 `wfm_meta.anomalies`; the run sends a `sync.anomaly` event and `wfm runs` shows it.
 
 Thresholds: `WFM_ANOMALY_RATIO` (default 0.2) and `WFM_ANOMALY_MIN_ROWS` (default 20) for every
-stream, `WFM_ANOMALY_<STREAM>=ratio[:min_rows]` for one (`WFM_ANOMALY_AGENT_CALLS=0.5:100`);
+stream, `WFM_ANOMALY_<STREAM>=ratio[:min_rows]` for one (e.g. `0.5:100` for agent_calls);
 a ratio of 0 switches the check off (for a stream whose days are legitimately empty).
 """
 
