@@ -9,9 +9,8 @@ from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from blocks._urls import source_url
-from connectors.breaker import Maintenance
 from connectors.http import RetryPolicy, SourceClient
-from connectors.settings import CONTACT_CENTER, SourceSettings, contact_center_from_env
+from connectors.settings import CONTACT_CENTER, Maintenance, SourceSettings, contact_center_from_env
 
 AuthKind = Literal["none", "basic", "bearer", "apikey", "oauth2"]
 

@@ -8,9 +8,8 @@ from prefect.blocks.core import Block
 from pydantic import ConfigDict, Field, SecretStr, field_validator
 
 from blocks._urls import source_url
-from connectors.breaker import Maintenance
 from connectors.http import RetryPolicy, SourceClient
-from connectors.settings import ONEC, SourceSettings, onec_from_env
+from connectors.settings import ONEC, Maintenance, SourceSettings, onec_from_env
 
 
 class OneCConnection(Block):

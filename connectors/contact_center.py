@@ -16,8 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from .breaker import Breaker
-from .http import SourceClient
+from .http import Breaker, SourceClient
 from .records import Field
 from .streams import Request, Stream, Window, iso
 

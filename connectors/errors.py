@@ -9,7 +9,7 @@ CLI can print it as it is. No message ever contains a credential.
     ├── AuthenticationFailed    401/403, or the OAuth2 token endpoint refused the client
     ├── InvalidPayload          the answer is not the JSON shape the contract describes
     └── SourceDeferred          not asked: the run's circuit breaker is open, or the source is in
-                                its maintenance window (`connectors/breaker.py`)
+                                its maintenance window (`connectors/http.py:Breaker`)
 """
 
 from __future__ import annotations

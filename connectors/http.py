@@ -12,9 +12,14 @@ Responses are classified once, in `_classify`:
   on two attempts in a row, and does not read as transient (a lock, a session, a timeout): a
   fault in the source's code that a third attempt would only repeat.
 
-Before every attempt the client asks its `Maintenance` schedule and the caller's `Breaker`
-(`connectors/breaker.py`) whether to go at all; a request that gives up as unavailable, or
-succeeds, tells the breaker. The breaker is a layer around this one retry loop, not another one.
+Around this one retry loop, not as a second one, a run's `Breaker` per source: after `failures`
+requests in a row gave up as unavailable (their retries spent) it opens, and from then on every
+attempt — a new request, or the next retry of one in flight — raises `SourceDeferred` at once,
+without a request. A hung source then costs one retry budget per run, not one per window; the
+windows not asked are `deferred` and the next run takes them up; a request answered resets the
+count. Before every attempt the client also asks its maintenance schedule
+(`connectors.settings.Maintenance`): inside a window nothing is sent. Per-source state is keyed
+by `SourceSettings.key` (the base URL, until connections have names).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import email.utils
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +37,6 @@ import orjson
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_after_delay
 from tenacity.wait import wait_exponential_jitter
 
-from .breaker import Breaker, Maintenance
 from .errors import AuthenticationFailed, RetriableError, SourceDeferred, SourceRejected, SourceUnavailable
 
 
@@ -48,6 +53,7 @@ class RetryPolicy:
     repeat_is_final: bool = False    # a 500 with the same message twice in a row is not retried (1C)
 
 
+DEFAULT_FAILURES = 3          # unavailable requests in a row before a run's breaker opens
 TRANSIENT_WORDS = ("блокиров", "lock", "сеанс", "session", "тайм", "timeout", "time out", "соединен",
                    "connection", "занят", "busy", "перегруз", "overload")
 
@@ -72,16 +78,69 @@ class CallStats:
             return {"calls": self.calls, "retries": self.retries, "throttled": self.throttled}
 
 
+class Breaker:
+    """Consecutive unavailable requests to one source within one run; open after `failures`.
+    A layer around the retry policy: the client asks it before each attempt and tells it the
+    outcome of each request."""
+
+    def __init__(self, source: str, failures: int = DEFAULT_FAILURES):
+        self.source = source
+        self.failures = max(1, failures)
+        self._lock = threading.Lock()
+        self._in_a_row = 0
+        self._open = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def check(self, system: str, endpoint: str) -> None:
+        """Raise `SourceDeferred` instead of letting an attempt go out while open."""
+        if self._open:
+            raise SourceDeferred(system, endpoint, f"not asked: {self.failures} request(s) in a row found the source "
+                                                   "unavailable (circuit open); deferred to the next run")
+
+    def unavailable(self) -> None:
+        with self._lock:
+            self._in_a_row += 1
+            self._open = self._open or self._in_a_row >= self.failures
+
+    def answered(self) -> None:
+        with self._lock:
+            self._in_a_row = 0
+
+
+_breakers: dict[tuple[str, str], Breaker] = {}
+_registry_lock = threading.Lock()
+
+
+def breaker_for(run: str, source: str, failures: int = DEFAULT_FAILURES) -> Breaker:
+    """The breaker of `source` in run `run` (one per process: window tasks of a run share it)."""
+    with _registry_lock:
+        found = _breakers.get((run, source))
+        if found is None:
+            found = _breakers[(run, source)] = Breaker(source, failures)
+        return found
+
+
+def forget_breakers(run: str) -> None:
+    """Drop a finished run's breakers."""
+    with _registry_lock:
+        for key in [k for k in _breakers if k[0] == run]:
+            del _breakers[key]
+
+
 class SourceClient:
     """JSON over HTTP to one source system, with auth, timeouts and bounded retries."""
 
     def __init__(self, system: str, base_url: str, *, auth: httpx.Auth | None = None,
                  timeout: float = 30.0, retry: RetryPolicy | None = None,
                  not_found_is_empty: bool = False, max_connections: int = 8,
-                 transport: httpx.BaseTransport | None = None, maintenance: Maintenance | None = None):
+                 transport: httpx.BaseTransport | None = None,
+                 maintenance: Callable[[], str | None] | None = None):
         self.system = system
         self.retry = retry or RetryPolicy()
-        self.maintenance = maintenance or Maintenance()
+        self._maintenance = maintenance     # the maintenance window now in force, or None
         self.not_found_is_empty = not_found_is_empty
         self.stats = CallStats()
         self._http = httpx.Client(
@@ -172,9 +231,13 @@ class SourceClient:
             breaker.answered()
         return answer
 
+    def in_maintenance(self) -> str | None:
+        """The source's maintenance window now in force (`01:00-04:30 Europe/Moscow`), or None."""
+        return self._maintenance() if self._maintenance is not None else None
+
     def _may_ask(self, endpoint: str, breaker: Breaker | None) -> None:
         """Raise `SourceDeferred` when the source is in maintenance or the run's breaker is open."""
-        window = self.maintenance.active()
+        window = self.in_maintenance()
         if window is not None:
             raise SourceDeferred(self.system, endpoint, f"not asked: in the maintenance window {window}")
         if breaker is not None:

@@ -11,24 +11,70 @@
     WFM_HTTP_TIMEOUT              seconds per request (default 30; 1C gets at least 60)
     WFM_HTTP_ATTEMPTS             attempts per request on transient faults (default 6)
     WFM_CC_MAINTENANCE            daily windows not to ask in: "01:00-04:30 Europe/Moscow, ..."
-    WFM_ONEC_MAINTENANCE          the same for 1C (its nightly routines); see connectors/breaker.py
+    WFM_ONEC_MAINTENANCE          the same for 1C (its nightly routines); see `Maintenance`
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .auth import build_auth
-from .breaker import Maintenance
 from .http import RetryPolicy, SourceClient
 from .systems import CONTACT_CENTER_SYSTEM, ONEC_SYSTEM, source_system
 
 CONTACT_CENTER = CONTACT_CENTER_SYSTEM.name
 ONEC = ONEC_SYSTEM.name
+_WINDOW = re.compile(r"^(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})(?:\s+(\S+))?$")
+
+
+@dataclass(frozen=True)
+class Maintenance:
+    """Daily windows, in local time of a zone, in which a source is not asked (1C's nightly
+    routines): `01:00-04:30 Europe/Moscow`, several comma-separated, a window may cross midnight.
+    The client asks it before every attempt; inside a window nothing is sent (`SourceDeferred`)."""
+
+    windows: tuple[tuple[dt.time, dt.time, str], ...] = ()
+
+    @classmethod
+    def parse(cls, text: str, variable: str = "maintenance") -> "Maintenance":
+        """`HH:MM-HH:MM [Zone]`, comma-separated; a bad item is a one-line ValueError naming it."""
+        windows = []
+        for item in (part.strip() for part in (text or "").split(",")):
+            if not item:
+                continue
+            found = _WINDOW.match(item)
+            if not found:
+                raise ValueError(f"{variable}: {item!r} is not HH:MM-HH:MM [time zone]")
+            h1, m1, h2, m2, zone = found.groups()
+            try:
+                start, end = dt.time(int(h1), int(m1)), dt.time(int(h2), int(m2))
+                ZoneInfo(zone or "UTC")
+            except ValueError:
+                raise ValueError(f"{variable}: {item!r} has an impossible time") from None
+            except ZoneInfoNotFoundError:
+                raise ValueError(f"{variable}: {item!r}: unknown time zone {zone!r}") from None
+            windows.append((start, end, zone or "UTC"))
+        return cls(tuple(windows))
+
+    def active(self, now: dt.datetime | None = None) -> str | None:
+        """The window `now` falls in, as written (`01:00-04:30 Europe/Moscow`), or None."""
+        now = now or dt.datetime.now(dt.timezone.utc)
+        for start, end, zone in self.windows:
+            local = now.astimezone(ZoneInfo(zone)).time()
+            inside = start <= local < end if start <= end else (local >= start or local < end)
+            if inside:
+                return f"{start:%H:%M}-{end:%H:%M} {zone}"
+        return None
+
+    def __bool__(self) -> bool:
+        return bool(self.windows)
 
 
 @dataclass(frozen=True)
@@ -68,7 +114,7 @@ class SourceSettings:
         retry = dataclasses.replace(self.retry, repeat_is_final=self.retry.repeat_is_final or system.repeated_500_is_final)
         return SourceClient(self.system, self.url, auth=auth, timeout=self.timeout, retry=retry,
                             not_found_is_empty=system.not_found_is_empty, max_connections=self.max_connections,
-                            maintenance=Maintenance.parse(self.maintenance, f"{self.system} maintenance"))
+                            maintenance=Maintenance.parse(self.maintenance, f"{self.system} maintenance").active)
 
 
 def contact_center_from_env(env: Mapping[str, str] | None = None) -> SourceSettings | None:

@@ -28,9 +28,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from .breaker import Breaker
 from .errors import InvalidPayload
-from .http import CallStats, SourceClient
+from .http import Breaker, CallStats, SourceClient
 from .records import Field, Parsed, flatten, items_of, to_arrow
 from .timing import stage
 
@@ -105,7 +104,7 @@ def requests_of(stream: Stream, window: Window) -> list[Window]:
 def fetch(client: SourceClient, stream: Stream, window: Window, stats: CallStats | None = None,
           breaker: Breaker | None = None) -> Parsed:
     """A window's requests, one after another, parsed together into one batch of typed rows and rejects;
-    `breaker`: the run's circuit breaker of the source (`connectors/breaker.py`)."""
+    `breaker`: the run's circuit breaker of the source (`connectors/http.py:Breaker`)."""
     items: list[Any] = []
     for part in requests_of(stream, window):
         req = stream.request(part)

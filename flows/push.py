@@ -66,7 +66,7 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
     client = client_for(settings.source(ONEC))
     today = dt.datetime.now(UTC).date()
     since = since or (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
-    if (window := client.maintenance.active()) is not None:
+    if (window := client.in_maintenance()) is not None:
         logger.warning("schedules deferred: 1C is in its maintenance window %s", window)
         return {"deferred": 1}
     tally: dict[str, int] = defaultdict(int)
@@ -191,7 +191,7 @@ def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool 
     settings = resolve_settings()
     schema.ensure(settings.database_url)
     client = client_for(settings.source(ONEC))
-    if (window := client.maintenance.active()) is not None:   # nothing claimed, nothing read: all stays pending
+    if (window := client.in_maintenance()) is not None:   # nothing claimed, nothing read: all stays pending
         logger.warning("deviations deferred: 1C is in its maintenance window %s", window)
         return {"deferred": 1}
     tally: dict[str, int] = defaultdict(int)

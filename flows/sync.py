@@ -20,9 +20,9 @@ from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors import timing
-from connectors.breaker import Breaker, breaker_for, forget_breakers
 from connectors.contact_center import personnel_ids
 from connectors.errors import SourceDeferred, SourceUnavailable
+from connectors.http import Breaker, breaker_for, forget_breakers
 from connectors.streams import Stream, Window, bucket_count, windows
 from engine import catalog, derived, progress, schema
 from engine.landing import drift, ledger, roster, warehouse

@@ -10,11 +10,10 @@ import psycopg
 import pytest
 
 from blocks import load_settings
-from connectors.breaker import Maintenance
 from connectors.contact_center import AGENT_LOGINS
 from connectors.errors import SourceRejected, SourceUnavailable
 from connectors.http import RetryPolicy
-from connectors.settings import ONEC, SourceSettings
+from connectors.settings import ONEC, Maintenance, SourceSettings
 from flows.push import push_schedules
 from flows.sync import SyncFailed, sync_stream
 from wfm.check import run_checks

@@ -30,10 +30,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from connectors.breaker import Maintenance
 from connectors.errors import SourceError, SourceUnavailable
 from connectors.http import RetryPolicy
-from connectors.settings import CONTACT_CENTER, ONEC
+from connectors.settings import CONTACT_CENTER, ONEC, Maintenance
 
 if TYPE_CHECKING:   # the blocks import Prefect: only `wfm check` itself should pay for that
     from blocks import Connections, ContactCenterConnection, LakeLocation, OneCConnection, WarehouseConnection

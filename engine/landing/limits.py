@@ -18,7 +18,7 @@ notebook, a connector benchmark) or when the API cannot hold the limit, the sema
 protects the source, from this process only.
 
 `WFM_BREAKER_FAILURES=N` (default 3): requests in a row that may find a source unavailable before
-a run stops asking it (`connectors/breaker.py`; the rest of the run's windows are deferred).
+a run stops asking it (`connectors/http.py:Breaker`; the rest of the run's windows are deferred).
 
 `WFM_SOURCE_MAX_PER_MINUTE=N` adds a rate limit `source-rate:<host>:<port>`: slots decaying at N a
 minute on the server (each window takes one before its request), or a sliding minute in-process.
@@ -36,7 +36,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from urllib.parse import urlsplit
 
-from connectors.breaker import DEFAULT_FAILURES
+from connectors.http import DEFAULT_FAILURES
 
 __all__ = ["DEFAULT_IN_FLIGHT", "breaker_failures", "limit_name", "max_in_flight", "max_per_minute",
            "source_slot"]

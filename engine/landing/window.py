@@ -19,9 +19,8 @@ import psycopg
 import pyarrow as pa
 
 from connectors import timing
-from connectors.breaker import breaker_for
 from connectors.errors import SourceDeferred
-from connectors.http import CallStats, SourceClient
+from connectors.http import CallStats, SourceClient, breaker_for
 from connectors.records import Parsed, Reject
 from connectors.settings import SourceSettings
 from connectors.streams import Stream, Window, fetch
