@@ -163,17 +163,21 @@ class SourceClient:
         self.close()
 
     def request_json(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                     json: Any = None, label: str | None = None, retry: bool = True,
+                     json: Any = None, label: str | None = None, retry: bool | RetryPolicy = True,
                      stats: CallStats | None = None, not_found_is_empty: bool | None = None,
-                     breaker: Breaker | None = None) -> Any:
+                     breaker: Breaker | None = None, content: bytes | None = None,
+                     headers: Callable[[], dict[str, str]] | None = None, decode: bool = True) -> Any:
         """The decoded JSON body, or None for a 404 that means "no data".
 
         `not_found_is_empty=False` for an endpoint that always answers: its 404 is an error that
         says the base URL is probably wrong (None: the client's default for the source).
         `breaker`: the run's circuit breaker for this source; `SourceDeferred` when it is open.
         `retry=False` makes exactly one attempt: for a call that is not idempotent (1C's
-        sendFactWorkTime creates a document per call), the caller resolves a lost answer itself.
+        sendFactWorkTime creates a document per call), the caller resolves a lost answer itself;
+        a `RetryPolicy` replaces the client's own for this request.
         `stats`, if given, counts this request's calls and retries as well (per-window figures).
+        `content` is a raw body sent as it is, with `headers()` computed afresh for every attempt
+        (a signature over a timestamp); `decode=False` accepts any 2xx body unread and returns its status.
         """
         counters = [self.stats] if stats is None else [self.stats, stats]
 
@@ -185,17 +189,20 @@ class SourceClient:
         last: list[RetriableError] = []
         empty_404 = self.not_found_is_empty if not_found_is_empty is None else not_found_is_empty
 
-        policy = self.retry if retry else RetryPolicy(attempts=1)
+        policy = retry if isinstance(retry, RetryPolicy) else self.retry if retry else RetryPolicy(attempts=1)
 
         def attempt() -> Any:
             self._may_ask(endpoint, breaker)
             count(calls=1)
+            body = content if content is not None else (orjson.dumps(json) if json is not None else None)
+            sent = {"Content-Type": "application/json"} if body is not None else {}
             try:
-                response = self._http.request(method, path, params=params,
-                                              content=orjson.dumps(json) if json is not None else None,
-                                              headers={"Content-Type": "application/json"} if json is not None else None)
+                response = self._http.request(method, path, params=params, content=body,
+                                              headers={**sent, **(headers() if headers else {})} or None)
             except httpx.TransportError as exc:
                 raise RetriableError(_transport_detail(exc)) from None
+            if not decode and 200 <= response.status_code < 300:
+                return response.status_code
             try:
                 return self._classify(response, endpoint, empty_404)
             except RetriableError as exc:

@@ -12,6 +12,7 @@ center and 1C:ZUP work:
     1C timesheet                     hourly (a 31-day lookback against the slowest source)
     online snapshots                 every minute; a run still going makes the next one cancel
     push-back to 1C                  nightly
+    webhook outbox                   every minute (events wait there, not in the runs that raise them)
     bulk files, ad-hoc syncs         on demand, with parameters from the UI or `prefect deployment run`
 
 Entrypoints are module paths (`flows.sync.sync_all`): workers import the installed project, and
@@ -112,6 +113,9 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
                "0 2 * * *", tags=(ONEC, "push"), queue="push", single=True),
     Deployment("nightly", "flows.push.push_deviations", "Send confirmed deviations to 1C, nightly at 02:30.",
                "30 2 * * *", tags=(ONEC, "push"), queue="push", single=True),
+    Deployment("every-minute", "flows.webhooks.deliver_webhooks",
+               "Deliver the webhook outbox every minute: new events, and retries whose backoff has passed.",
+               "* * * * *", tags=("webhooks",), single=True),
     Deployment("on-demand", "flows.bulk.bulk_import", "Import a file into a stream's table.", tags=("bulk",)),
     Deployment("on-demand", "flows.bulk.validate_data", "Validate a file or table against its stream's suite.",
                tags=("bulk",)),

@@ -31,11 +31,12 @@ from connectors.settings import ONEC
 from connectors.streams import Window, fetch, id_batches
 from engine import derived, schema
 from engine.landing.window import client_for
-from engine.push import outbox, webhooks
+from engine.push import outbox, webhook_outbox
 from engine.push.deviations import CODES, confirmed
 from engine.push.schedules import schedule_months
 from engine.settings import resolve_settings
 from tasks.derived import build_agent_employee_map, build_deviations
+from tasks.webhooks import deliver_after_run
 
 UTC = dt.timezone.utc
 WHOLE_DAY_ABSENCES = ("ОТ", "ОД", "У", "Б", "Т", "ОВ", "НВ")
@@ -52,9 +53,10 @@ def _lock(conn: psycopg.Connection, kind: str) -> None:
         raise PushFailed(f"another push of {kind}s is running")
 
 
-def _refused(database_url: str, entry: outbox.Entry, message: str | None) -> None:
-    webhooks.send_event(database_url, "push.refused", {"kind": entry.kind, "employee_id": entry.employee_id,
-                                                 "period": entry.period, "message": message})
+def _tell_refusals(conn: psycopg.Connection, database_url: str, kind: str) -> None:
+    """One `push.refused` event summarising this run's refusals (and any an earlier run left untold)."""
+    if webhook_outbox.enqueue_refusals(conn, kind):
+        deliver_after_run(database_url)
 
 
 @flow(name="push-schedules")
@@ -98,8 +100,7 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
             state = "sent" if result.accepted else "refused"
             outbox.settle(conn, entry, state, result.message)
             tally[state] += 1
-            if state == "refused":
-                _refused(settings.database_url, entry, result.message)
+        _tell_refusals(conn, settings.database_url, "schedule")
     logger.info("schedules: %s", dict(tally))
     if failures:
         raise PushFailed(f"{len(failures)} schedule(s) not delivered, left pending — {failures[0]}")
@@ -225,12 +226,11 @@ def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool 
                 continue
             outcome = _send_fact(conn, client, entry, sheet)
             tally[outcome] += 1
-            if outcome == "refused":
-                _refused(settings.database_url, entry, "1C created no document")
         if tally["sending"] and settle_after_seconds <= 0:
             for key, value in resolve_sending(conn, client, 0).items():
                 tally[key] += value
         tally["waiting_for_schedule"] = held
+        _tell_refusals(conn, settings.database_url, "fact")
     logger.info("deviations: %s", dict(tally))
     return {k: v for k, v in tally.items() if v}
 

@@ -28,10 +28,11 @@ from engine import catalog, derived, progress, schema
 from engine.landing import drift, ledger, roster, warehouse
 from engine.landing.limits import breaker_failures, source_slot
 from engine.landing.window import RunPlan, client_for
-from engine.push import webhooks
+from engine.push import webhook_outbox
 from engine.quality.reconcile import period_days
 from engine.settings import Settings, resolve_settings
 from tasks.checks import reconcile_landed
+from tasks.webhooks import deliver_after_run
 from tasks.derived import build_agent_employee_map
 from tasks.sync import publish_lake, sync_window
 
@@ -167,16 +168,17 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
             held = f"reconciliation failed: {_one_line_text(exc)}"
         publish_lake(declared, settings.database_url, settings.lake_path)
     with timing.stage("finish (run ledger, artifact, webhooks)"):
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn, conn.transaction():
             run = ledger.finish_run(conn, run_id, "failed" if problems else "deferred" if deferred else "completed",
                                     "; ".join(p for p in [*problems, held] if p)[:2000] or None,
                                     _notice(notices, deferred))
+            webhook_outbox.enqueue_run(conn, run)   # sync.completed|failed|anomaly, quality.gate_failed: with the run
         forget_breakers(str(run_id))
         _artifact(run)
-        webhooks.notify_run(settings.database_url, run)   # sync.completed|failed|anomaly, quality.gate_failed
         for message in notices:
             logger.warning("anomaly: %s", message)
         drift.surface(settings.database_url, run_id, stream)
+        deliver_after_run(settings.database_url)    # bounded, best-effort; deliver-webhooks does the rest
     if problems:
         later = f"; {len(deferred)} deferred" if deferred else ""
         raise SyncFailed(f"{stream}: {len(problems)} window(s) not landed{later} — {problems[0]}")

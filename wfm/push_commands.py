@@ -8,7 +8,7 @@
     wfm deviations confirm EMPLOYEE DATE | --all [--start D --end D] [--by "Иванов И.И."]
     wfm receiver serve --port 8780                              the contact center's status push
     wfm webhooks add URL --events sync.failed,push.refused [--secret-block NAME]
-    wfm webhooks list | remove ID | test ID
+    wfm webhooks list | remove ID | test ID | deliver
     wfm webhooks verify --secret S --timestamp T --signature v1=... [--body-file F]   (body on stdin)
 """
 
@@ -259,18 +259,28 @@ def webhooks_remove(subscriber_id: int) -> None:
 
 @webhooks_app.command("test")
 def webhooks_test(subscriber_id: int) -> None:
-    """Send a signed `webhook.test` event to one subscriber, with the retries, and show each attempt."""
+    """Send a signed `webhook.test` event to one subscriber now, with the retries, and show the outcome."""
     def run() -> None:
-        from engine.push.webhooks import TEST_EVENT, deliver_event
+        from engine.push.webhook_outbox import send_test
 
-        attempts = deliver_event(database.database_url(), TEST_EVENT, {"message": "test from wfm"}, subscriber_id)
-        if not attempts:
+        tally = send_test(database.database_url(), subscriber_id)
+        if tally is None:
             raise ValueError(f"no webhook subscriber {subscriber_id}")
-        for a in attempts:
-            _console().print(f"attempt {a.attempt}: {a.outcome} {a.status_code or ''} {a.error or ''}".rstrip(),
-                             highlight=False)
-        if attempts[-1].outcome != "delivered":
-            raise RuntimeError(f"subscriber {subscriber_id}: not delivered after {len(attempts)} attempt(s)")
+        for _, outcome, status, error in tally.outcomes:
+            _console().print(f"{outcome} {status or ''} {error or ''}".rstrip(), highlight=False)
+        if not tally.delivered:
+            raise RuntimeError(f"subscriber {subscriber_id}: not delivered; the outbox tries again later")
+    _guarded(run)
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver() -> None:
+    """Deliver every due event of the outbox now (what the `deliver-webhooks` deployment does each minute)."""
+    def run() -> None:
+        from engine.push.webhook_outbox import deliver_due
+
+        tally = deliver_due(database.database_url())
+        _console().print(f"delivered {tally.delivered}, retrying later {tally.retrying}, failed {tally.failed}")
     _guarded(run)
 
 

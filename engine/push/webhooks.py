@@ -1,4 +1,4 @@
-"""Signed webhook notifications: subscribers, delivery with retries, and signature checks.
+"""Signed webhook notifications: subscribers, their secrets, the tables, and signature checks.
 
 Events: `sync.completed`, `sync.failed`, `sync.anomaly` (a window far below its recent volume,
 `engine/landing/anomaly.py`), `quality.gate_failed`, `push.refused` (and
@@ -11,43 +11,32 @@ with headers `X-WFM-Event`, `X-WFM-Delivery` (the event id), `X-WFM-Timestamp` (
 `<timestamp>.<raw body>`. A receiver checks it with `verify_signature` (below, or
 `wfm webhooks verify`), which also rejects timestamps more than `tolerance` seconds away.
 
-Each subscriber gets the event on its own, up to 4 attempts (the first and 3 retries, waiting
-1, 2 and 4 s; 10 s timeout each); 408, 429, 5xx and transport errors are retried, other answers
-are final. Every attempt is a row of `wfm_meta.webhook_deliveries`. Secrets are kept encrypted
+Events are not delivered by the run that raises them: they are written to a durable outbox
+(`wfm_meta.webhook_outbox`, one row per event and subscriber) and delivered by
+`engine/push/webhook_outbox.py`, so a dead subscriber costs a run nothing. Secrets are kept encrypted
 with Fernet (the key is `WFM_SECRET_KEY`, else a key file created 0600 in the data dir) or as a
 Prefect Secret block named by the subscriber; they appear in no log line, message or listing.
-`emit` is best-effort: it never raises, so a notification cannot fail the run that sent it.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import datetime as dt
 import hashlib
 import hmac
-import logging
 import os
 import secrets
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import orjson
 import psycopg
 from cryptography.fernet import Fernet, InvalidToken
 
-from engine.landing import anomaly
 from engine.landing.ledger import META
 
-__all__ = ["EVENTS", "sign", "verify_signature", "check_signature", "send_event", "notify_run", "deliver_event",
-           "add_subscriber", "list_subscribers", "remove_subscriber", "subscriber_secret"]
+__all__ = ["EVENTS", "sign", "verify_signature", "check_signature", "add_subscriber", "list_subscribers",
+           "remove_subscriber", "subscriber_secret", "ensure_tables"]
 
-log = logging.getLogger(__name__)
 EVENTS = ("sync.completed", "sync.failed", "sync.anomaly", "quality.gate_failed", "push.refused")
 TEST_EVENT = "webhook.test"
-ATTEMPTS, FIRST_WAIT, FACTOR, TIMEOUT = 4, 1.0, 2.0, 10.0
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META};
 CREATE TABLE IF NOT EXISTS {META}.webhook_subscribers (
@@ -62,6 +51,22 @@ CREATE TABLE IF NOT EXISTS {META}.webhook_deliveries (
   subscriber_id int NOT NULL REFERENCES {META}.webhook_subscribers ON DELETE CASCADE, attempt int NOT NULL,
   outcome text NOT NULL, status_code int, error text, duration_ms int,
   attempted_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS {META}.webhook_outbox (
+  event_id uuid NOT NULL REFERENCES {META}.webhook_events ON DELETE CASCADE,
+  subscriber_id int NOT NULL REFERENCES {META}.webhook_subscribers ON DELETE CASCADE,
+  state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'failed')),
+  seq bigserial, passes int NOT NULL DEFAULT 0, next_attempt_at timestamptz NOT NULL DEFAULT now(), last_error text,
+  created_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz,
+  PRIMARY KEY (event_id, subscriber_id));
+CREATE INDEX IF NOT EXISTS webhook_outbox_due ON {META}.webhook_outbox (next_attempt_at) WHERE state = 'pending';
+DO $$ BEGIN  -- events stored before the outbox: the exact signed bytes, for redelivery
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{META}'
+                 AND table_name = 'webhook_events' AND column_name = 'payload') THEN
+    ALTER TABLE {META}.webhook_events ADD COLUMN payload text;
+  END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS {META}.webhook_marks (
+  source text PRIMARY KEY, through bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now());
 """
 
 
@@ -175,130 +180,3 @@ def remove_subscriber(conn: psycopg.Connection, subscriber_id: int) -> bool:
     with conn.transaction():
         return conn.execute(f"DELETE FROM {META}.webhook_subscribers WHERE id = %s",
                             (subscriber_id,)).rowcount > 0
-
-
-# ---- delivery --------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Attempt:
-    subscriber_id: int
-    attempt: int
-    outcome: str                  # delivered | retrying | failed
-    status_code: int | None
-    error: str | None
-
-
-def _retriable(status: int) -> bool:
-    return status in (408, 429) or status >= 500
-
-
-def _deliver(database_url: str, subscriber: tuple, event_id: uuid.UUID, event_type: str, body: bytes,
-             first_wait: float) -> list[Attempt]:
-    """Up to ATTEMPTS posts to one subscriber; each attempt is committed to the delivery log."""
-    subscriber_id, url, ciphertext, block = subscriber
-    attempts: list[Attempt] = []
-    try:
-        secret = subscriber_secret(ciphertext, block)
-    except Exception as exc:
-        attempts.append(Attempt(subscriber_id, 1, "failed", None, f"secret unavailable: {type(exc).__name__}"))
-        _record(database_url, event_id, attempts[-1], 0)
-        return attempts
-    with httpx.Client(timeout=TIMEOUT, headers={"User-Agent": "wfm-pipelines"}) as http:
-        for number in range(1, ATTEMPTS + 1):
-            timestamp = int(time.time())
-            started = time.perf_counter()
-            status, error = None, None
-            try:
-                response = http.post(url, content=body, headers={
-                    "Content-Type": "application/json", "X-WFM-Event": event_type, "X-WFM-Delivery": str(event_id),
-                    "X-WFM-Timestamp": str(timestamp), "X-WFM-Signature": sign(secret, timestamp, body)})
-                status = response.status_code
-                retry = _retriable(status)
-                error = None if 200 <= status < 300 else f"HTTP {status}"
-            except httpx.HTTPError as exc:
-                retry, error = True, f"{type(exc).__name__}"
-            ok = status is not None and 200 <= status < 300
-            outcome = "delivered" if ok else ("retrying" if retry and number < ATTEMPTS else "failed")
-            attempts.append(Attempt(subscriber_id, number, outcome, status, error))
-            _record(database_url, event_id, attempts[-1], int((time.perf_counter() - started) * 1000))
-            if outcome != "retrying":
-                break
-            time.sleep(first_wait * FACTOR ** (number - 1))
-    return attempts
-
-
-def _record(database_url: str, event_id: uuid.UUID, attempt: Attempt, duration_ms: int) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"""INSERT INTO {META}.webhook_deliveries (event_id, subscriber_id, attempt, outcome, status_code,
-                         error, duration_ms) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-                     (event_id, attempt.subscriber_id, attempt.attempt, attempt.outcome, attempt.status_code,
-                      attempt.error, duration_ms))
-
-
-def deliver_event(database_url: str, event_type: str, data: dict, subscriber_id: int | None = None,
-                  first_wait: float | None = None) -> list[Attempt]:
-    """Store the event and deliver it to its subscribers (or to one, for a test); raises on DB errors."""
-    first_wait = FIRST_WAIT if first_wait is None else first_wait
-    event_id = uuid.uuid4()
-    created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-    body = orjson.dumps({"id": str(event_id), "type": event_type, "created_at": created, "data": data},
-                        default=str)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        ensure_tables(conn)
-        subscribers = conn.execute(
-            f"""SELECT id, url, secret_ciphertext, secret_block FROM {META}.webhook_subscribers
-                WHERE (%(one)s::int IS NULL AND %(type)s = ANY(events)) OR id = %(one)s ORDER BY id""",
-            {"one": subscriber_id, "type": event_type}).fetchall()
-        if not subscribers:
-            return []
-        conn.execute(f"INSERT INTO {META}.webhook_events (event_id, event_type, body) VALUES (%s, %s, %s)",
-                     (event_id, event_type, body.decode()))
-    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(subscribers))) as pool:
-        futures = [pool.submit(_deliver, database_url, s, event_id, event_type, body, first_wait) for s in subscribers]
-        return [a for f in futures for a in f.result()]
-
-
-def send_event(database_url: str, event_type: str, data: dict) -> list[Attempt]:
-    """Best-effort `deliver_event`: a database or delivery failure is logged, never raised."""
-    try:
-        with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
-            found = conn.execute(f"SELECT to_regclass('{META}.webhook_subscribers')").fetchone()[0]
-        if found is None:            # nobody ever subscribed: nothing to do, no tables to create
-            return []
-        attempts = deliver_event(database_url, event_type, data)
-    except Exception as exc:         # a notification must not fail the run that sent it
-        log.warning("webhook %s not delivered: %s", event_type, str(exc).splitlines()[0] if str(exc) else exc)
-        return []
-    for failed in (a for a in attempts if a.outcome == "failed"):
-        log.warning("webhook %s to subscriber %s failed after %d attempt(s): %s", event_type, failed.subscriber_id,
-                    failed.attempt, failed.error)
-    return attempts
-
-
-RUN_FIELDS = ("run_id", "stream", "mode", "status", "period_start", "period_end", "started_at", "finished_at",
-              "windows_planned", "windows_landed", "windows_held", "windows_anomaly", "windows_deferred",
-              "rows_fetched", "rows_inserted", "rows_updated", "rows_quarantined", "error")
-
-
-def notify_run(database_url: str, run: dict) -> None:
-    """The events of a finished stream run: `sync.completed` or `sync.failed`, `sync.anomaly` when
-    windows came back far below their recent volume, and `quality.gate_failed` when the gate held
-    windows back. Never raises."""
-    data = {k: run.get(k) for k in RUN_FIELDS}
-    send_event(database_url, "sync.completed" if run.get("status") == "completed" else "sync.failed", data)
-    if run.get("windows_anomaly"):
-        try:
-            found = anomaly.of_run(database_url, run["run_id"])
-        except Exception:
-            found = []
-        send_event(database_url, "sync.anomaly", {**data, "notice": run.get("notice"), "anomalies": found[:50]})
-    if run.get("windows_held"):
-        try:
-            with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
-                held = conn.execute(f"""SELECT window_start, error FROM {META}.sync_windows WHERE run_id = %s
-                                        AND status = 'held' ORDER BY window_start LIMIT 50""",
-                                    (run["run_id"],)).fetchall()
-        except Exception:
-            held = []
-        send_event(database_url, "quality.gate_failed",
-             {**data, "held": [{"window_start": w, "message": m} for w, m in held]})

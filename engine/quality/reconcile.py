@@ -40,7 +40,7 @@ from prefect.artifacts import create_markdown_artifact
 from engine import catalog
 from engine.derived import AGENT_EMPLOYEE_MAP
 from engine.landing import lake, ledger
-from engine.push import webhooks
+from engine.push import webhook_outbox
 from engine.quality import reports
 from engine.quality.rules import ERROR, RULES, WARN, Rule
 
@@ -150,7 +150,7 @@ def reconcile_landed(database_url: str, lake_path: str, run_id: uuid.UUID, lande
         logger.warning("reconciliation %s (%s) failed on %s %s: %d rows, e.g. %s", r.check, r.severity, r.table,
                        r.partition, r.unexpected_count, "; ".join(r.examples[:1]))
     if failing:
-        webhooks.send_event(database_url, "quality.gate_failed", {
+        webhook_outbox.send_event(database_url, "quality.gate_failed", {
             "source": "reconciliation", "run_id": str(run_id), "stream": label,
             "held": sorted(f"{t} {p}" for t, p in outcome.held),
             "checks": [{"check": r.check, "severity": r.severity, "table": r.table, "partition": r.partition,
