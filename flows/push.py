@@ -78,10 +78,13 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
         _lock(conn, "schedule")
         for entry in outbox.entries(conn, "schedule", ("sending",)):
             outbox.settle(conn, entry, "pending", "the answer was lost; sendSchedule is idempotent, sending again")
+        unplaced = []
         for month in schedule_months(conn, since, until):
             state = outbox.offer(conn, "schedule", month.employee_id, month.month, month.payload, month.content_hash,
-                                 month.skipped, retry_refused)
+                                 month.skipped, retry_refused, month.refused)
             tally[f"offered_{state}" if state else "unchanged"] += 1
+            if month.refused:
+                unplaced.append(f"employee {month.employee_id} {month.month}: {month.refused}")
         for entry in outbox.entries(conn, "schedule", ("pending",)):
             if not outbox.claim(conn, entry):
                 continue
@@ -102,8 +105,12 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
             tally[state] += 1
         _tell_refusals(conn, settings.database_url, "schedule")
     logger.info("schedules: %s", dict(tally))
+    for line in unplaced:
+        logger.warning("schedule not sent — %s", line)
     if failures:
         raise PushFailed(f"{len(failures)} schedule(s) not delivered, left pending — {failures[0]}")
+    if unplaced:
+        raise PushFailed(f"{len(unplaced)} schedule(s) refused, nothing sent for them — {unplaced[0]}")
     return dict(tally)
 
 

@@ -65,7 +65,8 @@ def test_export_then_import_into_a_fresh_database_gives_identical_tables(statuse
     assert duckdb.sql(f"SELECT count(*), count(DISTINCT agent_id) FROM '{parquet['path']}'").fetchall() == [(1200, 3)]
     with open(text["path"], newline="", encoding="utf-8") as handle:
         header, first = list(csv.reader(handle))[:2]
-    assert header == schema.names and first[3] == "2026-11-09T00:00:00+00:00" and first[7] == '{"note": "kept"}'
+    assert header == schema.names and first[3] == "2026-11-09T00:00:00+00:00" and first[8] == '{"note": "kept"}'
+    assert first[7] == "2026-11-09"                                  # local_date: the site's working day
 
     monkeypatch.setenv("WFM_DATABASE_URL", second_database)
     landed = bulk_import(Path(parquet["path"]), "agent_status_intervals")

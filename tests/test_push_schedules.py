@@ -15,7 +15,8 @@ from connectors.planning import PLANNED_SHIFTS
 from connectors.settings import ONEC, SourceSettings
 from connectors.streams import Window, fetch
 from engine.landing import warehouse
-from engine.push.schedules import schedule_months, shift_hours, site_timezones
+from engine.push.schedules import schedule_months, shift_hours
+from engine.zones import area_timezones
 from flows.push import push_schedules, timesheet_days
 from wfm.cli import app
 
@@ -89,16 +90,18 @@ def test_break_sits_mid_shift_and_night_is_local():
     assert shift_hours(day, day + dt.timedelta(hours=12), 60, "Asia/Novosibirsk") == (8 * H, 3 * H)  # 13:00-01:00
 
 
-def test_site_time_zones_are_configurable(monkeypatch):
-    mapping, default = site_timezones()
-    assert mapping["Новосибирск"] == "Asia/Novosibirsk" and default == "Europe/Moscow"
-    monkeypatch.setenv("WFM_SITE_TIMEZONES", "Омск=Asia/Omsk")
-    monkeypatch.setenv("WFM_DEFAULT_TIMEZONE", "Asia/Yekaterinburg")
-    mapping, default = site_timezones()
-    assert mapping["Омск"] == "Asia/Omsk" and default == "Asia/Yekaterinburg"
-    monkeypatch.setenv("WFM_SITE_TIMEZONES", "Омск=Mars/Olympus")
+def test_area_time_zones_are_configurable(monkeypatch):
+    mapping = area_timezones()
+    assert mapping["Новосибирск"] == "Asia/Novosibirsk" and "Омск" not in mapping      # no fallback zone
+    monkeypatch.setenv("WFM_AREA_TIMEZONES", "Омск=Asia/Omsk, Самара=Europe/Moscow")
+    mapping = area_timezones()
+    assert mapping["Омск"] == "Asia/Omsk" and mapping["Самара"] == "Europe/Moscow"
+    monkeypatch.setenv("WFM_AREA_TIMEZONES", "Омск=Mars/Olympus")
     with pytest.raises(ValueError, match="Mars/Olympus"):
-        site_timezones()
+        area_timezones()
+    monkeypatch.setenv("WFM_AREA_TIMEZONES", "Омск")
+    with pytest.raises(ValueError, match="is not Area=Zone"):
+        area_timezones()
 
 
 def test_new_hire_dismissal_and_regular_months_reach_1c(wfm_env, database_url):

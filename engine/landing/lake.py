@@ -33,6 +33,7 @@ from psycopg import sql
 
 from connectors.records import EXTRA
 from connectors.streams import Stream
+from engine import zones
 from engine.landing import ledger
 from engine.landing.warehouse import columns, table_ident
 
@@ -48,8 +49,10 @@ def partition_name(day: dt.date | None) -> str:
 
 
 def lake_schema(stream: Stream) -> pa.Schema:
-    return pa.schema(list(stream.schema) + [pa.field(EXTRA, pa.string()), pa.field("_run_id", pa.string()),
-                                            pa.field("_extracted_at", pa.timestamp("us", tz="UTC"))])
+    """The stream's columns, `local_date` where it has one (`tasks.zones`), `_extra`, lineage."""
+    local = [pa.field(zones.LOCAL_DATE, pa.date32())] if zones.has_local_date(stream) else []
+    return pa.schema(list(stream.schema) + local + [pa.field(EXTRA, pa.string()), pa.field("_run_id", pa.string()),
+                                                    pa.field("_extracted_at", pa.timestamp("us", tz="UTC"))])
 
 
 # lake root -> fsspec options of its LakeLocation block (keys, endpoint ...). They are secrets,

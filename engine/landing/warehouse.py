@@ -25,6 +25,8 @@ from psycopg import sql
 from connectors.records import EXTRA
 from connectors.streams import Stream
 
+from engine import zones
+
 SCHEMA = "wfm"
 LINEAGE = ("_run_id", "_extracted_at")
 ANALYZE_AFTER_ROWS = 50_000   # a run inserting this many rows refreshes the table's planner statistics
@@ -60,7 +62,8 @@ def table_ident(stream_or_name: Stream | str) -> sql.Identifier:
 
 
 def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
-    """Create the stream's table if it does not exist, or add `_extra` to an older one (idempotent)."""
+    """Create the stream's table if it does not exist, or add `_extra` (and `local_date`, see
+    `engine/zones.py`) to an older one (idempotent)."""
     cols: list[sql.Composable] = [
         sql.SQL("{} {}{}").format(sql.Identifier(name), sql.SQL(kind),
                                   sql.SQL(" NOT NULL") if name in stream.key else sql.SQL(""))
@@ -77,6 +80,8 @@ def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
             # only when missing: ALTER TABLE takes an exclusive lock even with IF NOT EXISTS
             conn.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} jsonb").format(
                 table_ident(stream), sql.Identifier(EXTRA)))
+        if zones.has_local_date(stream):
+            zones.ensure_local_date(conn, stream, table_ident(stream))
 
 
 _NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")

@@ -34,16 +34,8 @@ from connectors.records import Field
 from connectors.streams import Request, Stream, iso
 from engine.derived import AGENT_EMPLOYEE_MAP
 from engine.landing import lake, ledger, warehouse
-from engine.push.schedules import (
-    MS_PER_HOUR,
-    is_night,
-    local_day,
-    local_midnight,
-    payload_hash,
-    shift_hours,
-    site_timezones,
-    timezone_of,
-)
+from engine.push.schedules import MS_PER_HOUR, is_night, local_day, local_midnight, payload_hash, shift_hours
+from engine.zones import UnknownArea, area_timezones, zone_of_area
 
 UTC = dt.timezone.utc
 SLOT = dt.timedelta(minutes=15)
@@ -149,11 +141,14 @@ EMPLOYMENT = "SELECT employee_id, area, start_work, finish_work FROM wfm.employe
 WITH_AGENT = "SELECT DISTINCT employee_id FROM wfm.agent_employee_map WHERE matched_by <> 'unmatched'"
 
 
-def compute(conn: psycopg.Connection, first: dt.date, last: dt.date) -> list[dict]:
-    """Every deviation of the days [first, last] from the landed plan, logins and agent map."""
+def compute(conn: psycopg.Connection, first: dt.date, last: dt.date,
+            unplaced: dict[str, str] | None = None) -> list[dict]:
+    """Every deviation of the days [first, last] from the landed plan, logins and agent map.
+    An employee whose area has no time zone gets none (their night hours cannot be told); the
+    reason goes to `unplaced`."""
     lo = dt.datetime.combine(first - dt.timedelta(days=1), dt.time(), UTC)
     hi = dt.datetime.combine(last + dt.timedelta(days=2), dt.time(), UTC)
-    mapping, default = site_timezones()
+    mapping = area_timezones()
     staff = {e: (area, hired, dismissed) for e, area, hired, dismissed in conn.execute(EMPLOYMENT)}
     shifts, sessions, agents = defaultdict(list), defaultdict(list), defaultdict(set)
     for employee_id, start, end, pause in conn.execute(SHIFTS, (lo, hi)):
@@ -166,7 +161,16 @@ def compute(conn: psycopg.Connection, first: dt.date, last: dt.date) -> list[dic
     with_agent = {r[0] for r in conn.execute(WITH_AGENT)}
     for employee_id in sorted((set(shifts) | set(sessions)) & with_agent):
         area, hired, dismissed = staff.get(employee_id, (None, None, None))
-        tz = timezone_of(area, mapping, default)
+        if employee_id not in staff:
+            if unplaced is not None:
+                unplaced[employee_id] = "not in wfm.employees (sync onec_personnel first), so the time zone is unknown"
+            continue
+        try:
+            tz = zone_of_area(area, mapping)
+        except UnknownArea as exc:
+            if unplaced is not None:
+                unplaced[employee_id] = str(exc)
+            continue
         dated = sorted((local_day(s, tz), s, e, p) for s, e, p in shifts[employee_id])
         out += day_rows(employee_id, tz, ",".join(sorted(agents[employee_id])), dated, sessions[employee_id],
                         first, last, hired, dismissed)
@@ -198,7 +202,8 @@ def build_deviations(database_url: str, lake_path: str, first: dt.date, last: dt
             last = min(last, (landed.astimezone(UTC) - dt.timedelta(days=1)).date())
         if last < first:
             return {"deviations": 0, "through": str(last)}
-        records = compute(conn, first, last)
+        unplaced: dict[str, str] = {}
+        records = compute(conn, first, last, unplaced)
         run_id = uuid.uuid4()
         with conn.transaction():
             table = pa.Table.from_pylist(records, DEVIATIONS.schema)
@@ -212,8 +217,12 @@ def build_deviations(database_url: str, lake_path: str, first: dt.date, last: dt
             days = {first + dt.timedelta(days=n) for n in range((last - first).days + 1)}
             ledger.mark_partitions(conn, DEVIATIONS.name, {lake.partition_name(d) for d in days}, run_id)
         lake.publish(conn, DEVIATIONS, lake_path)
-    return {"deviations": len(records), "inserted": counts.inserted, "updated": counts.updated,
-            "removed": stale, "unconfirmed_by_change": unconfirmed, "through": str(last)}
+    out: dict[str, int | str] = {"deviations": len(records), "inserted": counts.inserted, "updated": counts.updated,
+                                 "removed": stale, "unconfirmed_by_change": unconfirmed, "through": str(last)}
+    if unplaced:
+        employee, why = next(iter(sorted(unplaced.items())))
+        out.update(unknown_area=len(unplaced), unknown_area_example=f"employee {employee}: {why}")
+    return out
 
 
 def confirm(conn: psycopg.Connection, by: str, employee_id: str | None = None, day: dt.date | None = None,

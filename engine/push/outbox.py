@@ -72,17 +72,22 @@ def _log(conn: psycopg.Connection, outbox_id: int, before: str | None, after: st
 
 
 def offer(conn: psycopg.Connection, kind: str, employee_id: str, period: str, payload: dict, content_hash: str,
-          skipped: str | None = None, retry_refused: bool = False) -> str | None:
+          skipped: str | None = None, retry_refused: bool = False, refused: str | None = None) -> str | None:
     """Put a period's current content in the outbox; returns the new state, or None if unchanged.
 
-    New or changed content becomes `pending` (`skipped` with a reason). A `sending` row is left
-    alone until it is resolved, and so is a `sent` fact whatever its content now says.
+    New or changed content becomes `pending` (`skipped` with a reason; `refused` with the
+    reason when the WFM itself cannot send it yet, e.g. an area without a time zone). A
+    `sending` row is left alone until it is resolved, and so is a `sent` fact whatever its
+    content now says.
     """
+    if refused:
+        skipped = None
     with conn.transaction():
         row = conn.execute(f"""SELECT id, state, content_hash, message FROM {META}.push_outbox
                                WHERE kind = %s AND employee_id = %s AND period = %s FOR UPDATE""",
                            (kind, employee_id, period)).fetchone()
-        target = "skipped" if skipped else "pending"
+        target = "skipped" if skipped else "refused" if refused else "pending"
+        skipped = skipped or refused          # the reason, stored as the row's message
         if row is None:
             new_id = conn.execute(f"""INSERT INTO {META}.push_outbox (kind, employee_id, period, content_hash, payload,
                                       state, message) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id""",

@@ -1,8 +1,9 @@
 """Planned shifts as 1C's sendSchedule wants them: one payload per employee and month.
 
 Rules (contract `sendSchedule`, and the choices it leaves to us):
-- a shift belongs to the local day it starts on, in the site's time zone (`employees.area`
-  through `site_timezones()`; unknown or empty sites use the default zone);
+- a shift belongs to the local day it starts on, in the employee's time zone (`employees.area`
+  through `tasks.zones`); an area without a configured zone is refused for that employee, with
+  the reason, and nothing of theirs is sent until it is configured;
 - `daily_hours` and `night_hours` are milliseconds net of the unpaid break, split at night
   (22:00–06:00 local). Where the break falls is not planned, so it is taken to sit in the
   middle of the shift: its overlap with the night comes off `night_hours`, the rest off
@@ -19,10 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
-from functools import cache
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -32,40 +31,11 @@ from connectors.onec import EMPLOYEES
 from connectors.planning import PLANNED_SHIFTS
 from connectors.streams import iso
 from engine.landing import warehouse
+from engine.zones import UnknownArea, area_timezones, zone_of_area
 
 UTC = dt.timezone.utc
 MS_PER_HOUR = 3_600_000
 NIGHT_START, NIGHT_END = dt.time(22), dt.time(6)
-DEFAULT_TIMEZONE = "Europe/Moscow"
-SITE_TIMEZONES = {"Москва": "Europe/Moscow", "Екатеринбург": "Asia/Yekaterinburg",
-                  "Новосибирск": "Asia/Novosibirsk", "Самара": "Europe/Samara"}
-
-
-def site_timezones() -> tuple[dict[str, str], str]:
-    """(site → IANA zone, default zone): the built-in sites, extended or overridden by
-    `WFM_SITE_TIMEZONES` ("Казань=Europe/Moscow,Омск=Asia/Omsk") and `WFM_DEFAULT_TIMEZONE`."""
-    mapping = dict(SITE_TIMEZONES)
-    for item in filter(None, (i.strip() for i in os.environ.get("WFM_SITE_TIMEZONES", "").split(","))):
-        site, sep, zone = (part.strip() for part in item.partition("="))
-        if not sep or not site:
-            raise ValueError(f"WFM_SITE_TIMEZONES item {item!r} is not Site=Zone")
-        mapping[site] = _zone(zone)
-    return mapping, _zone(os.environ.get("WFM_DEFAULT_TIMEZONE") or DEFAULT_TIMEZONE)
-
-
-def timezone_of(area: str | None, mapping: dict[str, str], default: str) -> str:
-    return mapping.get((area or "").strip(), default)
-
-
-@cache
-def _zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except Exception:
-        raise ValueError(f"unknown time zone {name!r}") from None
-    return name
-
-
 def local_day(moment: dt.datetime, tz: str) -> dt.date:
     return moment.astimezone(ZoneInfo(tz)).date()
 
@@ -123,6 +93,7 @@ class ScheduleMonth:
     payload: dict = field(default_factory=dict)
     content_hash: str = ""
     skipped: str | None = None               # a reason not to send, e.g. no shift within employment
+    refused: str | None = None               # a reason it cannot be sent yet, e.g. an area without a zone
 
 
 def payload_hash(payload: dict) -> str:
@@ -142,21 +113,31 @@ def schedule_months(conn: psycopg.Connection, since: dt.date, until: dt.date | N
     """Every employee-month with planned shifts starting in [since's month, until): payloads to send."""
     for stream in (PLANNED_SHIFTS, EMPLOYEES):
         warehouse.ensure_table(conn, stream)
-    mapping, default = site_timezones()
+    mapping = area_timezones()
     first_month = since.replace(day=1)
     rows = conn.execute(SHIFTS, {"since": dt.datetime.combine(first_month, dt.time(), UTC),
                                  "until": dt.datetime.combine(until, dt.time(), UTC) if until else None}).fetchall()
     months: dict[tuple[str, str], list] = defaultdict(list)
     facts: dict[str, tuple] = {}
+    unplaced: dict[tuple[str, str], str] = {}
     for employee_id, start, end, pause, area, hired, dismissed, known in rows:
-        tz = timezone_of(area, mapping, default)
+        try:
+            tz = zone_of_area(area, mapping) if known else "UTC"
+        except UnknownArea as exc:    # nothing is sent for this employee until the area has a zone
+            month = start.astimezone(UTC).strftime("%Y-%m")
+            if start.astimezone(UTC).date() >= first_month and not (until and start.date() >= until):
+                unplaced[(employee_id, month)] = str(exc)
+            continue
         day = local_day(start, tz)
         if day < first_month or (until and day >= until):
             continue
         facts[employee_id] = (tz, hired, dismissed, known)
         months[(employee_id, day.strftime("%Y-%m"))].append((day, start, end, pause))
-    return [_month(employee_id, month, shifts, *facts[employee_id])
-            for (employee_id, month), shifts in sorted(months.items())]
+    out = [_month(employee_id, month, shifts, *facts[employee_id])
+           for (employee_id, month), shifts in sorted(months.items())]
+    out += [ScheduleMonth(e, m, {}, payload_hash({"refused": why}), refused=why)
+            for (e, m), why in sorted(unplaced.items())]
+    return out
 
 
 def _month(employee_id: str, month: str, shifts: list, tz: str, hired: dt.date | None,
