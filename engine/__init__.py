@@ -15,4 +15,5 @@ fleet-wide concurrency limits, artifacts, a Secret block).
     database.py    the warehouse's PostgreSQL: URL, embedded server, scratch databases
     derived.py     datasets derived from landed tables (agent ↔ employee map)
     progress.py    process-local progress hooks for the CLI's bars
+    zones.py       time zones: an employee's area, the site's working day (`local_date`)
 """

@@ -85,17 +85,17 @@ def ensure_local_date(conn: psycopg.Connection, stream: Stream, table: sql.Compo
     """Add `local_date` to an existing table, or recompute it for a new site zone; call inside the
     DDL transaction. The table is rewritten once (ALTER TABLE ... STORED); every row stays, and
     every published partition is queued to be rebuilt with the column."""
-    tz = site_timezone()
+    tz, column = site_timezone(), stream.partition or ""
     found = conn.execute("""SELECT generation_expression FROM information_schema.columns WHERE table_schema = 'wfm'
                             AND table_name = %s AND column_name = %s""", (stream.name, LOCAL_DATE)).fetchone()
     if found is not None and f"'{tz}'" in (found[0] or ""):
         return
     add = sql.SQL("ADD COLUMN {} date GENERATED ALWAYS AS ((timezone({}, {}))::date) STORED").format(
-        sql.Identifier(LOCAL_DATE), sql.Literal(tz), sql.Identifier(stream.partition))
+        sql.Identifier(LOCAL_DATE), sql.Literal(tz), sql.Identifier(column))
     drop = sql.SQL("DROP COLUMN {}, ").format(sql.Identifier(LOCAL_DATE)) if found is not None else sql.SQL("")
     conn.execute(sql.SQL("ALTER TABLE {} {}{}").format(table, drop, add))
-    if conn.execute("SELECT to_regclass('wfm_meta.lake_pending')").fetchone()[0] is not None:
+    if conn.execute("SELECT to_regclass('wfm_meta.lake_pending') IS NOT NULL").fetchone() == (True,):
         conn.execute(sql.SQL("""INSERT INTO wfm_meta.lake_pending (table_name, partition, run_id)
                                 SELECT DISTINCT {name}, 'date=' || to_char(timezone('UTC', {col}), 'YYYY-MM-DD'),
                                 gen_random_uuid() FROM {table} ON CONFLICT DO NOTHING""").format(
-            name=sql.Literal(stream.name), col=sql.Identifier(stream.partition), table=table))
+            name=sql.Literal(stream.name), col=sql.Identifier(column), table=table))

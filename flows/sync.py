@@ -32,9 +32,9 @@ from engine.push import webhook_outbox
 from engine.quality.reconcile import period_days
 from engine.settings import Settings, resolve_settings
 from tasks.checks import reconcile_landed
-from tasks.webhooks import deliver_after_run
 from tasks.derived import build_agent_employee_map
 from tasks.sync import publish_lake, sync_window
+from tasks.webhooks import deliver_after_run
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc

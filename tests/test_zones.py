@@ -11,10 +11,10 @@ import pyarrow.dataset as ds
 import pytest
 
 from connectors import contact_center as cc
-from flows.push import PushFailed, push_schedules
 from engine import zones
 from engine.landing import lake, ledger, warehouse
 from engine.push.deviations import compute
+from flows.push import PushFailed, push_schedules
 
 from .test_push_schedules import NEW_HIRE, REGULAR, SINCE, day_shift, employee, land_employees, outbox_rows, plan
 

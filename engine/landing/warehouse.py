@@ -24,7 +24,6 @@ from psycopg import sql
 
 from connectors.records import EXTRA
 from connectors.streams import Stream
-
 from engine import zones
 
 SCHEMA = "wfm"

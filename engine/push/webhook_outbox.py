@@ -34,7 +34,6 @@ import psycopg
 
 from connectors.errors import AuthenticationFailed, SourceError, SourceRejected
 from connectors.http import RetryPolicy, SourceClient
-
 from engine.landing.ledger import META
 from engine.push.webhooks import TEST_EVENT, ensure_tables, sign, subscriber_secret
 
