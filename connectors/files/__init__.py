@@ -44,7 +44,7 @@ FORMATS = ("csv", "parquet", "json", "ndjson")
 SUFFIXES = {".csv": "csv", ".txt": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
             ".json": "json", ".ndjson": "ndjson", ".jsonl": "ndjson"}
 LINEAGE = ("_run_id", "_extracted_at")
-DERIVED = ("local_date",)     # computed by the warehouse from the row (tasks/zones.py): not imported
+DERIVED = ("local_date",)     # computed by the warehouse from the row (engine/zones.py): not imported
 SAMPLE = 1 << 20              # the head read for the header, delimiter and binary checks
 ENCODING_SCAN = 16 << 20      # how far to look for non-ASCII text that decides the encoding
 SIGNATURES = {b"PK\x03\x04": "a ZIP archive (an .xlsx workbook?)", b"PAR1": "a Parquet file",
