@@ -12,6 +12,13 @@ write of that partition deletes temporary files older than an hour. A partition 
 published before the check failed is withdrawn until the check passes. A partition that cannot
 be written (whatever the reason) is logged and stays queued; the others are published and later
 runs go on (`publish` never fails a run for one partition).
+
+Snapshot streams (keyed by `snapshot_at`: the online tables) append instead: each snapshot is a
+file of its own, `date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ.parquet`, queued as the partition
+`date=…/snapshot-…` and written from that snapshot's committed rows alone, so a snapshot costs
+the same at 23:59 as at 00:00. `engine/landing/appends.py` compacts an hour's snapshot files into
+`hour-HH.parquet` later. Every file of a day holds other snapshots, so a reader of the directory
+(`date=` hive partitioning, no options) sees each row once.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ from engine.landing import ledger
 from engine.landing.warehouse import columns, table_ident
 
 FILE = "part-0.parquet"
+SNAPSHOT_COLUMN = "snapshot_at"      # the key of a snapshot stream: its lake appends (see the module doc)
+SNAPSHOT_PREFIX, HOUR_PREFIX = "snapshot-", "hour-"
 ROW_GROUP = 256_000
 PUBLISH_WORKERS = 3    # partitions rebuilt at once by `publish_parallel`
 STALE_TEMPORARY = dt.timedelta(hours=1)   # no live writer takes this long over one partition
@@ -46,6 +55,25 @@ LOG = logging.getLogger("wfm.lake")
 
 def partition_name(day: dt.date | None) -> str:
     return "" if day is None else f"date={day.isoformat()}"
+
+
+def appends(stream: Stream) -> bool:
+    """Whether the stream's lake grows by one file per snapshot instead of rebuilding its day."""
+    return stream.partition == SNAPSHOT_COLUMN and stream.key[0] == SNAPSHOT_COLUMN
+
+
+def snapshot_partition(moment: dt.datetime) -> str:
+    """`date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ`: the queue entry and file of one snapshot."""
+    utc = moment.astimezone(dt.timezone.utc)
+    return f"{partition_name(utc.date())}/{SNAPSHOT_PREFIX}{utc.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def snapshot_moment(partition: str) -> dt.datetime | None:
+    """The instant of a snapshot partition; None for a whole day."""
+    _, _, name = partition.partition("/")
+    if not name.startswith(SNAPSHOT_PREFIX):
+        return None
+    return dt.datetime.strptime(name[len(SNAPSHOT_PREFIX):], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
 
 
 def lake_schema(stream: Stream) -> pa.Schema:
@@ -90,7 +118,10 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str) -> 
     select = [sql.SQL("to_json({0})::text AS {0}").format(sql.Identifier(n)) if n in lists else sql.Identifier(n)
               for n in schema.names]
     where: sql.Composable = sql.SQL("")
-    if partition:
+    moment = snapshot_moment(partition)
+    if moment is not None:
+        where = sql.SQL(" WHERE {} = {}").format(sql.Identifier(stream.partition or ""), sql.Literal(moment))
+    elif partition:
         day = dt.date.fromisoformat(partition.split("=", 1)[1])
         column = sql.Identifier(str(stream.partition))
         if dict(columns(stream))[stream.partition] == "date":
@@ -119,17 +150,35 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str) -> 
 
 
 def write_partition(lake: str, stream: Stream, partition: str, table: pa.Table) -> str:
-    """Atomically replace one partition's file; returns its path."""
+    """Atomically replace one partition's file; returns its path. A snapshot partition is its own
+    file in its day; a whole day of a snapshot stream replaces that day's snapshot and hour files."""
     fs, root = filesystem(lake)
-    directory = "/".join(p for p in (root.rstrip("/"), stream.name, partition) if p)
+    day, _, snapshot = partition.partition("/")
+    directory = "/".join(p for p in (root.rstrip("/"), stream.name, day) if p)
     fs.create_dir(directory, recursive=True)
+    others = [] if snapshot or not appends(stream) else data_files(fs, directory)
     _sweep_temporaries(fs, directory)
-    final = f"{directory}/{FILE}"
-    temporary = f"{directory}/.{FILE}.{uuid.uuid4().hex}.tmp"
+    name = f"{snapshot}.parquet" if snapshot else FILE
+    final = f"{directory}/{name}"
+    temporary = f"{directory}/.{name}.{uuid.uuid4().hex}.tmp"
     with fs.open_output_stream(temporary) as out:
         pq.write_table(table, out, row_group_size=ROW_GROUP, compression="zstd")
     fs.move(temporary, final)
+    for path in others:                     # their rows are in the day's file now
+        if not path.endswith("/" + FILE):
+            with contextlib.suppress(FileNotFoundError):
+                fs.delete_file(path)
     return final
+
+
+def data_files(fs: pafs.FileSystem, directory: str) -> list[str]:
+    """The `*.parquet` files a reader takes for a partition's data (never the hidden temporaries)."""
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(directory))
+    except FileNotFoundError:
+        return []
+    return sorted(i.path for i in infos if i.type == pafs.FileType.File and i.base_name.endswith(".parquet")
+                  and not i.base_name.startswith("."))
 
 
 def _sweep_temporaries(fs: pafs.FileSystem, directory: str) -> None:
@@ -137,19 +186,22 @@ def _sweep_temporaries(fs: pafs.FileSystem, directory: str) -> None:
     cutoff = dt.datetime.now(dt.timezone.utc) - STALE_TEMPORARY
     for info in fs.get_file_info(pafs.FileSelector(directory)):
         name = info.base_name
-        if name.startswith(f".{FILE}.") and name.endswith(".tmp") and info.mtime and info.mtime < cutoff:
+        if name.startswith(".") and name.endswith(".tmp") and info.mtime and info.mtime < cutoff:
             with contextlib.suppress(FileNotFoundError):   # another writer swept it first
                 fs.delete_file(info.path)
 
 
 def withdraw_partition(lake: str, table: str, partition: str) -> bool:
-    """Remove a published partition's file (a held partition must not be read); True if one was there."""
+    """Remove a published partition's files (a held partition must not be read); True if any was there."""
     fs, root = filesystem(lake)
-    final = "/".join(p for p in (root.rstrip("/"), table, partition, FILE) if p)
-    if fs.get_file_info(final).type == pafs.FileType.NotFound:
-        return False
-    fs.delete_file(final)
-    return True
+    directory = "/".join(p for p in (root.rstrip("/"), table, partition) if p)
+    files = [f"{directory}/{FILE}"] if not partition else data_files(fs, directory)
+    found = False
+    for path in files:
+        if fs.get_file_info(path).type != pafs.FileType.NotFound:
+            fs.delete_file(path)
+            found = True
+    return found
 
 
 def publish(conn: psycopg.Connection, stream: Stream, lake: str) -> list[str]:

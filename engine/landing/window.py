@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connectors import timing
 from connectors.errors import SourceDeferred
@@ -194,6 +195,8 @@ def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[R
 def _partitions(stream: Stream, table: pa.Table) -> set[str]:
     if stream.partition is None:
         return {""} if table.num_rows else set()
+    if lake.appends(stream):      # one file per snapshot, not the whole day again
+        return {lake.snapshot_partition(m) for m in pc.unique(table.column(stream.partition)).to_pylist() if m}
     return {lake.partition_name(day) for day in warehouse.partition_dates(stream, table)}
 
 

@@ -286,7 +286,8 @@ def period_days(runs: Iterable[Mapping], limit: int = 62) -> list[dt.date]:
 
 
 def _day(partition: str) -> dt.date:
-    return dt.date.fromisoformat(partition.split("=", 1)[1])
+    """The day of `date=YYYY-MM-DD` (or of a snapshot partition `date=YYYY-MM-DD/snapshot-…`)."""
+    return dt.date.fromisoformat(partition.split("=", 1)[1][:10])
 
 
 def _sqlalchemy_url(database_url: str) -> str:
