@@ -13,6 +13,8 @@ center and 1C:ZUP work:
     online snapshots                 every minute; a run still going makes the next one cancel
     push-back to 1C                  nightly
     webhook outbox                   every minute (events wait there, not in the runs that raise them)
+    online lake compaction           hourly at :05 (each ended hour's snapshot files into one)
+    retention (`wfm prune`)          daily at 03:30
     bulk files, ad-hoc syncs         on demand, with parameters from the UI or `prefect deployment run`
 
 Entrypoints are module paths (`flows.sync.sync_all`): workers import the installed project, and
@@ -116,6 +118,12 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
     Deployment("every-minute", "flows.webhooks.deliver_webhooks",
                "Deliver the webhook outbox every minute: new events, and retries whose backoff has passed.",
                "* * * * *", tags=("webhooks",), single=True),
+    Deployment("hourly", "flows.maintenance.compact_online",
+               "Compact each ended hour's online snapshot files into one file per hour, at :05.",
+               "5 * * * *", tags=("lake", "online"), single=True),
+    Deployment("daily", "flows.maintenance.prune",
+               "Delete ledger, audit and online rows older than their retention, daily at 03:30.",
+               "30 3 * * *", tags=("warehouse", "retention"), single=True),
     Deployment("on-demand", "flows.bulk.bulk_import", "Import a file into a stream's table.", tags=("bulk",)),
     Deployment("on-demand", "flows.bulk.validate_data", "Validate a file or table against its stream's suite.",
                tags=("bulk",)),

@@ -16,4 +16,5 @@ fleet-wide concurrency limits, artifacts, a Secret block).
     derived.py     datasets derived from landed tables (agent ↔ employee map)
     progress.py    process-local progress hooks for the CLI's bars
     zones.py       time zones: an employee's area, the site's working day (`local_date`)
+    retention.py   how long each ledger, audit and online table keeps its rows; prune
 """

@@ -40,6 +40,16 @@ def sync(streams: Annotated[list[str], typer.Argument(help="streams or families,
 
 
 @app.command()
+def prune(table: Annotated[Optional[list[str]], typer.Option(help="only this retention policy (repeatable)")] = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="count what would go, delete nothing")] = False
+          ) -> None:
+    """Delete ledger, audit and online rows older than their retention (WFM_RETENTION)."""
+    from wfm.commands import run_prune
+
+    guarded(lambda: run_prune(console, table, dry_run))
+
+
+@app.command()
 def runs(limit: Annotated[int, typer.Option(help="how many runs")] = 20,
          stream: Annotated[Optional[str], typer.Option(help="only this stream")] = None) -> None:
     """The recent run ledger."""

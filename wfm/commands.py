@@ -104,6 +104,19 @@ def run_migrate(console: Console) -> None:
     console.print(f"schema is current (migration {latest}, {len(ran)} applied now)", highlight=False)
 
 
+def run_prune(console: Console, tables: list[str] | None, dry_run: bool) -> None:
+    """`wfm prune`: every retention policy (or the named ones), with what went."""
+    from engine import retention
+
+    done = retention.prune(database.database_url(), paths.data_dir(), paths.lake_path(), tables, dry_run)
+    table = Table(title="would prune" if dry_run else "pruned", box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("table", "keeps days", "older than", "rows", "note"):
+        table.add_column(name)
+    for p in done:
+        table.add_row(p.policy, str(p.days) if p.days > 0 else "forever", _cell(p.cutoff), f"{p.rows:,}", p.note)
+    console.print(table)
+
+
 def show_runs(console: Console, limit: int, stream: str | None) -> None:
     from engine.landing import ledger
 

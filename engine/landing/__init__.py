@@ -5,7 +5,8 @@
     ledger.py     wfm_meta: runs, windows, watermarks, quarantine, the lake's to-do list
     content.py    a window's content hash (an unchanged re-read is not landed again)
     drift.py      the schema-drift contract of a stream
-    lake.py       the Parquet lake: partitions rebuilt atomically from committed rows
+    lake.py       the Parquet lake: partitions rebuilt atomically from committed rows (snapshots appended)
+    appends.py    compaction of the snapshot streams' files: an ended hour into one file
     limits.py     source protection: requests in flight per source host, fleet-wide
     roster.py     every agent and group a source has had: the ids of a history window
     anomaly.py    a history window far below its recent volume: landed, the watermark held
