@@ -49,7 +49,7 @@ REFUSALS_LISTED = 100          # a push.refused summary lists this many refusals
 def _tables(conn: psycopg.Connection) -> bool:
     """Whether anybody ever subscribed; an older webhook schema is upgraded in place."""
     subscribers, outbox = conn.execute(f"""SELECT to_regclass('{META}.webhook_subscribers'),
-                                           to_regclass('{META}.webhook_outbox')""").fetchone()
+                                           to_regclass('{META}.webhook_outbox')""").fetchone() or (None, None)
     if subscribers is not None and outbox is None:
         ensure_tables(conn)
     return subscribers is not None
@@ -194,11 +194,14 @@ def _claim(conn: psycopg.Connection, skip: set[int], healthy_only: bool, event_i
         {"lease": LEASE, "skip": sorted(skip), "healthy": healthy_only, "event": event_id}).fetchone()
     if row is None:
         return None
-    event_type, payload, body, url, ciphertext, block = conn.execute(
+    found = conn.execute(
         f"""SELECT e.event_type, e.payload, e.body::text, s.url, s.secret_ciphertext, s.secret_block
             FROM {META}.webhook_events e, {META}.webhook_subscribers s WHERE e.event_id = %s AND s.id = %s""",
         (row[0], row[1])).fetchone()
-    return _Row(*row, event_type, payload or body, url, ciphertext, block)
+    if found is None:        # pruned or unsubscribed since (the outbox row goes with them)
+        return None
+    event_type, payload, body, url, ciphertext, block = found
+    return _Row(row[0], row[1], row[2], event_type, payload or body, url, ciphertext, block)
 
 
 def _post(row: _Row, policy: RetryPolicy, timeout: float) -> tuple[str, int | None, str | None]:
@@ -248,7 +251,7 @@ def deliver_due(database_url: str, budget: float | None = None, policy: RetryPol
     """Deliver due rows, oldest first, until none is due, `limit` rows or `budget` seconds; a
     subscriber whose delivery fails is skipped for the rest of the pass."""
     deadline = None if budget is None else time.monotonic() + budget
-    tally, skip = Tally(), set()
+    tally, skip = Tally(), set[int]()
     with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
         if not _tables(conn):
             return tally
