@@ -17,7 +17,7 @@ export UV_PYTHON_DOWNLOADS := never
 BENCH_STAMP := $(VENV)/.bench-stamp
 REPS ?= 3
 
-.PHONY: install lint test demo chaos bench bench-quick bench-connector clean
+.PHONY: install lint test demo chaos bench bench-quick bench-connector bench-online clean
 
 $(STAMP): pyproject.toml uv.lock
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ required"'
@@ -56,6 +56,11 @@ bench-quick: $(STAMP)
 
 bench-connector: $(STAMP)
 	$(BIN)/python bench/connector_throughput.py
+
+# issue 15: a time-compressed day of online snapshots at 1,000 agents; last run <= 1.5x the first
+# (every 10th minute timed by default; ONLINE_ARGS="--every 1" all 1,440, "--layout rebuild --every 30" the old layout)
+bench-online: $(STAMP)
+	$(BIN)/python bench/online_day.py $(ONLINE_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache
