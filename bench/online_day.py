@@ -33,8 +33,9 @@ from bench import common  # noqa: E402  (sets the telemetry variables before Pre
 
 UTC = dt.timezone.utc
 LIMIT = 1.5
-FILL = """INSERT INTO wfm.{t} SELECT {cols}, _run_id, _extracted_at FROM (SELECT * FROM wfm.{t} WHERE snapshot_at = %(last)s) s,
-          generate_series(1, %(n)s) AS k ON CONFLICT DO NOTHING"""
+FILL = """INSERT INTO wfm.{t} SELECT {cols}, _run_id, _extracted_at
+          FROM (SELECT * FROM wfm.{t} WHERE snapshot_at = %(last)s) s, generate_series(1, %(n)s) AS k
+          ON CONFLICT DO NOTHING"""
 
 
 def _fill(conn, last: dt.datetime, minutes: int) -> None:
@@ -80,8 +81,8 @@ def run(agents: int, every: int, layout: str) -> int:
                     _fill(conn, last, every - 1)
             httpx.post(f"{sim.url}/_sim/clock", json={"now": at.isoformat()}).raise_for_status()
             started = time.perf_counter()
-            results = list(pool.map(lambda s: snapshots.land_snapshot(s.name, source, url, lake_dir, at,
-                                                                      groups if s.ids else ()), snapshots.STREAMS))
+            results = list(pool.map(lambda s, at=at: snapshots.land_snapshot(
+                s.name, source, url, lake_dir, at, groups if s.ids else ()), snapshots.STREAMS))
             timed.append((at, time.perf_counter() - started))
             if any(r["status"] != "completed" for r in results):
                 raise SystemExit(f"{at}: a snapshot failed: {results}")
