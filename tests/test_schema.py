@@ -11,7 +11,7 @@ from wfm.cli import app
 
 META_TABLES = {"sync_runs", "sync_windows", "watermarks", "quarantine", "lake_pending", "check_results",
                "partition_holds", "schema_drift", "push_outbox", "push_log", "webhook_subscribers", "webhook_events",
-               "webhook_deliveries", "schema_migrations"}
+               "webhook_deliveries", "webhook_outbox", "webhook_marks", "schema_migrations"}
 
 
 def _tables(conn: psycopg.Connection, schema_name: str) -> set[str]:
