@@ -22,6 +22,7 @@ from . import Outcome  # noqa: E402
 from .bad_input import bad_input  # noqa: E402
 from .crashes import crashes  # noqa: E402
 from .database_faults import database_faults  # noqa: E402
+from .facts import lost_answers  # noqa: E402
 from .injection import _attempts  # noqa: E402
 from .lab import postgres_server, prefect_api  # noqa: E402
 from .secret_leaks import secret_leaks  # noqa: E402
@@ -32,6 +33,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=4, help="days of the fault-storm backfill")
     parser.add_argument("--kills", type=int, default=14, help="SIGKILL trials (2 rounds of the 7 points)")
+    parser.add_argument("--fact-storms", type=int, default=3, help="fact pushes through 1C fault storms")
     parser.add_argument("--db-trials", type=int, default=6, help="PostgreSQL restarts and terminations")
     parser.add_argument("--cli-processes", type=int, default=8, help="CLI cases run through the real `wfm`")
     args = parser.parse_args(argv)
@@ -39,6 +41,7 @@ def main(argv: list[str]) -> int:
     scenarios = [
         lambda: source_faults(server, days=args.days, streams=STREAMS + ("agent_calls", "timesheet_days")),
         lambda: crashes(server, kills=args.kills),
+        lambda: lost_answers(server, rounds=args.fact_storms),
         lambda: database_faults(server, trials=args.db_trials),
         lambda: bad_input(server, real_processes=args.cli_processes),
         lambda: secret_leaks(server, days=2),

@@ -2,6 +2,7 @@
 
     python -m tests.chaos.crash_driver sync agent_logins,agent_status_intervals --point commit --after 3
     python -m tests.chaos.crash_driver push 2026-11-01 --point push --after 2
+    python -m tests.chaos.crash_driver facts - --point fact-stored --after 3       # confirmed deviations
     python -m tests.chaos.crash_driver sync agent_logins --point timer --after 1.7   # seconds
     python -m tests.chaos.crash_driver --serve    # one forked run per JSON line on stdin (the scenario)
 
@@ -87,18 +88,25 @@ def arm(point: str, after: float) -> None:
         "swap-before-rename": lambda: on_call(pq, "write_table", n, "after"),
         "swap-after-rename": lambda: on_call(ledger, "clear_partition", n, "before"),
         "push": lambda: on_call(onec, "send_schedule", n, "after"),          # 1C stored it, answer not settled
+        "fact-stored": lambda: on_call(onec, "send_fact_work_time", n, "after"),    # 1C made the document
+        "fact-claimed": lambda: on_call(onec, "send_fact_work_time", n, "before"),  # `sending`, never sent
         "timer": lambda: _timer(after),
     }
     points[point]()
 
 
 def run(work: str, target: str, point: str, after: float) -> None:
-    """Arm the kill, then sync the streams (incremental) or push the schedules since a day."""
+    """Arm the kill, then sync the streams (incremental), push the schedules since a day, or push
+    the confirmed deviations."""
     arm(point, after)
     if work == "sync":
         from flows.sync import sync
 
         sync(target.split(","))
+    elif work == "facts":
+        from flows.push import push_deviations
+
+        push_deviations()
     else:
         from flows.push import push_schedules
 

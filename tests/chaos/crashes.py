@@ -3,7 +3,9 @@
 Each trial kills a child process (`crash_driver`) at one point — while extracting, between the
 upsert and its commit, while a Parquet partition is half written, after it is written but before
 the rename, after the rename but before the lake queue is cleared, after 1C stored a schedule
-but before the outbox heard of it, or at a random moment — then checks, before any repair:
+but before the outbox heard of it, after 1C made a sendFactWorkTime document but before the
+outbox heard of it, after a fact was claimed `sending` but before it was sent, or at a random
+moment — then checks, before any repair:
 
 - the watermark is not ahead of committed rows: every row the source holds before a stream's
   watermark is in the table;
@@ -11,8 +13,9 @@ but before the outbox heard of it, or at a random moment — then checks, before
   partial data (the swap's temporary file is hidden and named `*.tmp`).
 
 The interrupted work is then run again in this process; its result must equal an uninterrupted
-run (all `wfm.*` rows, the lake equal to PostgreSQL, the outbox and 1C's stored schedules), and
-no temporary file may survive it once it is stale.
+run (all `wfm.*` rows, the lake equal to PostgreSQL, the outbox and 1C's stored schedules and
+fact documents — each confirmed deviation held once, `facts.py`), and no temporary file may
+survive it once it is stale.
 """
 
 from __future__ import annotations
@@ -35,13 +38,15 @@ from engine.paths import PROJECT_ROOT
 
 from . import Outcome
 from .compare import LINEAGE, differences, lake_problems, plain, temporary_files
+from .facts import fact_problems, fact_reference, prepare_facts, push_facts
 from .lab import fresh_database, pointed_at, prefect_api_url, simulator, wfm_variables
 from .pushes import PUSH_SINCE, outbox_problems, plan_shifts, push_reference
 
 UTC = dt.timezone.utc
 STREAMS = ("agent_logins", "agent_status_intervals")
 SYNC_POINTS = ("extract", "commit", "swap-partial", "swap-before-rename", "swap-after-rename", "timer")
-POINTS = SYNC_POINTS[:-1] + ("push", "timer")
+FACT_POINTS = ("fact-stored", "fact-claimed")
+POINTS = SYNC_POINTS[:-1] + ("push",) + FACT_POINTS + ("timer",)
 CURSOR = {"agent_logins": "login_at", "agent_status_intervals": "started_at"}
 
 
@@ -61,14 +66,17 @@ def crashes(server: str, kills: int = 7, seed: int = 0) -> Outcome:
             _sync()
         with simulator() as sim:
             push_reference(sim, calm_push, scratch / "calm-push-lake")
+        calm_facts = fact_reference(server, scratch) \
+            if any(POINTS[t % len(POINTS)] in FACT_POINTS for t in range(kills)) else None
         for trial in range(kills):
             point = POINTS[trial % len(POINTS)]
             after = round(rng.uniform(0.2, 3.0), 2) if point == "timer" else rng.randint(1, 4)
+            references = {"push": calm_push, **dict.fromkeys(FACT_POINTS, calm_facts)}
             # a simulator of its own (same seed and clock, so the same data): the source slots a
             # killed run held stay taken until their lease ends (engine/landing/limits.py), per host and port
-            with simulator(**({} if point == "push" else live)) as sim, fresh_database(server) as db:
+            with simulator(**({} if point in references else live)) as sim, fresh_database(server) as db:
                 _trial(outcome, driver, sim, db, scratch / f"lake-{trial}", point, after,
-                       calm_push if point == "push" else calm)
+                       references.get(point, calm))
     outcome.exact = not outcome.problems
     return outcome
 
@@ -76,17 +84,19 @@ def crashes(server: str, kills: int = 7, seed: int = 0) -> Outcome:
 def _trial(outcome: Outcome, driver: Driver, sim, db: str, lake: Path, point: str, after: float,
            reference: str) -> None:
     """Kill, check what the kill left, run again, compare with the uninterrupted run."""
-    push = point == "push"
+    push, facts = point == "push", point in FACT_POINTS
     if push:
         with pointed_at(sim, db, lake):
             plan_shifts(sim, db)
+    if facts:
+        prepare_facts(sim, db, lake)
     killed = driver.kill(sim, db, lake, point, after)
     label = f"{point}@{after:g}"
     if not killed:
         outcome.detail += f" {label}: finished before the kill;"
         return
     outcome.tried += 1
-    found = [] if push else _watermark_problems(db, reference) + _unreadable(lake)
+    found = [] if push or facts else _watermark_problems(db, reference) + _unreadable(lake)
     for path in temporary_files(lake):      # a later run finds the swap's leftovers stale
         os.utime(path, (time.time() - 7200, time.time() - 7200))
     with pointed_at(sim, db, lake):
@@ -94,9 +104,17 @@ def _trial(outcome: Outcome, driver: Driver, sim, db: str, lake: Path, point: st
             from flows.push import push_schedules
 
             push_schedules(PUSH_SINCE)
+        elif facts:
+            push_facts(settle_after_seconds=120)    # the next night at once: too fresh to judge, nothing sent twice
+            push_facts()                            # minutes later (the killed process sends nothing more)
         else:
             _sync()
-    found += outbox_problems(sim, db, reference) if push else differences(db, reference) + lake_problems(db, lake)
+    if push:
+        found += outbox_problems(sim, db, reference)
+    elif facts:
+        found += fact_problems(sim, db, reference)
+    else:
+        found += differences(db, reference) + lake_problems(db, lake)
     found += [f"left behind: {p.relative_to(lake)}" for p in temporary_files(lake)]
     outcome.problems += [f"{label}: {p}" for p in found]
     outcome.held += not found
@@ -120,7 +138,8 @@ class Driver:
 
     def kill(self, sim, db: str, lake: Path, point: str, after: float) -> bool:
         """Run one trial until it kills itself; True if it did (False: the run ended first)."""
-        work, target = ("push", PUSH_SINCE.isoformat()) if point == "push" else ("sync", ",".join(STREAMS))
+        work, target = ("push", PUSH_SINCE.isoformat()) if point == "push" else \
+            ("facts", "-") if point in FACT_POINTS else ("sync", ",".join(STREAMS))
         env = {k: v for k, v in wfm_variables(sim, db, lake).items() if v is not None}
         order = {"work": work, "target": target, "point": point, "after": after, "env": env}
         self.process.stdin.write(json.dumps(order) + "\n")
