@@ -9,6 +9,9 @@ answered:
   into PostgreSQL once it is back. Each event carries an id given on receipt, so a replay that is
   interrupted and repeated stores nothing twice.
 - a body that is not a status event is stored too (with its error) and answered 400.
+- before any of that, `receiver.guard` bounds the body (413), checks the shared secret or
+  HMAC signature when one is configured (401) and the client's rate (429 with `Retry-After`);
+  a refused push is not stored.
 
 Pairing: per worker, events are ordered by `actionTime` (not by arrival, so late replays fit in);
 an enter (action 1) is closed by the first exit (action 0) of the same status before the
@@ -34,6 +37,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+
+from receiver.guard import Guard, RateLimiter
 
 log = logging.getLogger(__name__)
 PATH = "/ccwfm/api/rest/status"
@@ -165,8 +170,25 @@ def ensure_tables(conn: psycopg.Connection) -> None:
         conn.execute(DDL)
 
 
-def create_app(database_url: str, spool_path: Path, replay_every: float = 5.0) -> Starlette:
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None as soon as it is (or is declared) longer than `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(database_url: str, spool_path: Path, replay_every: float = 5.0, guard: Guard | None = None
+               ) -> Starlette:
     """The ASGI app: the status endpoint, `GET /health`, and the spool's replay loop."""
+    guard = guard or Guard()
+    limiter = RateLimiter(guard.rate, guard.burst)
     spool = Spool(spool_path)
     ready = threading.Event()           # tables ensured on this database
     stop = threading.Event()
@@ -191,7 +213,20 @@ def create_app(database_url: str, spool_path: Path, replay_every: float = 5.0) -
             wake.clear()
 
     async def status(request: Request) -> JSONResponse:
-        body = (await request.body()).decode("utf-8", "replace")
+        raw = await bounded_body(request, guard.max_body)
+        if raw is None:
+            return JSONResponse({"result": "error", "message": f"body larger than {guard.max_body} bytes"},
+                                status_code=413, headers={"Connection": "close"})
+        wait = limiter.wait(request.client.host if request.client else "-")
+        if wait:
+            return JSONResponse({"result": "error", "message": f"too many events; retry in {wait} s"},
+                                status_code=429, headers={"Retry-After": str(wait)})
+        refused = guard.refuse_auth(request.headers, raw)
+        if refused:
+            log.warning("status push refused: %s", refused)
+            return JSONResponse({"result": "error", "message": f"not authenticated: {refused}"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer" if guard.auth == "token" else "WFM-Signature"})
+        body = raw.decode("utf-8", "replace")
         event_id, received_at = str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc).isoformat()
         try:
             event = await run_in_threadpool(save, event_id, received_at, body)
@@ -234,5 +269,7 @@ def serve(port: int, host: str = "127.0.0.1", spool_path: Path | None = None) ->
 
     from engine import database, paths
 
-    app = create_app(database.database_url(), spool_path or paths.data_dir() / "receiver" / "status-spool.jsonl")
+    guard = Guard.from_env()
+    app = create_app(database.database_url(), spool_path or paths.data_dir() / "receiver" / "status-spool.jsonl",
+                     guard=guard)
     uvicorn.run(app, host=host, port=port, log_level="warning")

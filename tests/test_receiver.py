@@ -172,3 +172,42 @@ def test_sync_online_lands_both_snapshots_within_seconds(wfm_env, database_url):
         runs = conn.execute("SELECT stream, mode, status FROM wfm_meta.sync_runs ORDER BY stream").fetchall()
     assert landed == {name: r["rows"] for name, r in result.items()} and landed["online_group_load"] > 0
     assert runs == [("online_agent_status", "snapshot", "completed"), ("online_group_load", "snapshot", "completed")]
+
+
+def test_the_guard_bounds_the_body_checks_the_secret_and_limits_the_rate(database_url, tmp_path: Path):
+    import orjson
+
+    from tasks.webhooks import sign
+    from receiver.guard import Guard, GuardConfigError
+
+    secret = "s3cret-of-the-receiver"
+    served = ServedApp(create_app(database_url, tmp_path / "spool.jsonl",
+                                  guard=Guard(max_body=2048, auth="hmac", secret=secret, rate=2, burst=4)))
+
+    def signed(body: bytes, at: int | None = None, key: str = secret) -> dict:
+        at = int(time.time()) if at is None else at
+        return {"X-WFM-Timestamp": str(at), "X-WFM-Signature": sign(key, at, body)}
+
+    try:
+        good = orjson.dumps(event("9", 1, "Work", T0))
+        assert served.http.post(PATH, content=good, headers=signed(good)).status_code == 200
+        assert served.http.post(PATH, content=good).status_code == 401                        # unsigned
+        assert served.http.post(PATH, content=good, headers=signed(good, key="guess")).status_code == 401
+        stale = served.http.post(PATH, content=good, headers=signed(good, at=int(time.time()) - 3600))
+        assert stale.status_code == 401 and "stale" in stale.json()["message"]
+        limited = served.http.post(PATH, content=good, headers=signed(good))                    # the 5th in a second
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+        time.sleep(1.6)
+        huge = b'{"workerId": "9", "pad": "' + b"x" * 4096 + b'"}'
+        assert served.http.post(PATH, content=huge, headers=signed(huge)).status_code == 413
+        chunked = served.http.post(PATH, content=iter([huge[:1000], huge[1000:]]), headers=signed(huge))
+        assert chunked.status_code == 413
+    finally:
+        served.close()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FROM wfm.pushed_status_events").fetchone()[0] == 1   # refused: not stored
+    token = Guard.from_env({"WFM_RECEIVER_SECRET": "t0ken", "WFM_RECEIVER_RATE": "0"})
+    assert token.auth == "token" and token.refuse_auth({"authorization": "Bearer t0ken"}, b"") is None
+    assert token.refuse_auth({"authorization": "Bearer nope"}, b"") == "wrong token"
+    with pytest.raises(GuardConfigError, match="WFM_RECEIVER_AUTH=hmac needs WFM_RECEIVER_SECRET"):
+        Guard.from_env({"WFM_RECEIVER_AUTH": "hmac"})
