@@ -74,15 +74,38 @@ ON CONFLICT (worker_id, state_code, started_at) DO UPDATE SET ended_at = EXCLUDE
 """
 
 
+def _text(raw: dict, key: str, required: bool = False) -> str | None:
+    """A field as text: a string or a number; anything else (an object, a list, a bool, a NUL
+    character PostgreSQL cannot store) makes the body not a status event."""
+    value = raw[key] if required else raw.get(key)
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{key} is {type(value).__name__}, not text")
+    text = str(value).strip() if required else str(value)
+    if "\x00" in text:
+        raise ValueError(f"{key} holds a NUL character")
+    return text
+
+
+def _number(raw: dict, key: str) -> float:
+    value = raw[key]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"{key} is {type(value).__name__}, not a number")
+    return float(value)
+
+
 def parse_event(body: bytes) -> dict:
     """The columns of one pushed event; `error` says why a body is not a status event."""
     try:
         raw = orjson.loads(body)
-        worker, action, seconds = str(raw["workerId"]).strip(), int(raw["action"]), float(raw["actionTime"])
+        if not isinstance(raw, dict):
+            raise ValueError(f"the body is a JSON {type(raw).__name__}, not an object")
+        worker, action, seconds = _text(raw, "workerId", required=True), _number(raw, "action"), _number(raw, "actionTime")
         if not worker or action not in (0, 1):
             raise ValueError("workerId is empty or action is not 0/1")
-        return {"worker_id": worker, "state_code": str(raw.get("stateCode") or ""),
-                "state_name": raw.get("stateName"), "system_id": raw.get("systemId"), "action": action,
+        return {"worker_id": worker, "state_code": _text(raw, "stateCode") or "",
+                "state_name": _text(raw, "stateName"), "system_id": _text(raw, "systemId"), "action": int(action),
                 "action_time": dt.datetime.fromtimestamp(seconds, dt.timezone.utc), "error": None}
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
         return {"worker_id": None, "state_code": None, "state_name": None, "system_id": None, "action": None,
@@ -92,6 +115,7 @@ def parse_event(body: bytes) -> dict:
 def store(conn: psycopg.Connection, event_id: str, received_at: str, body: str) -> dict:
     """INSERT one event (idempotent by id) and re-pair its worker's intervals, in one transaction."""
     event = parse_event(body.encode())
+    body = body.replace("\x00", "\\u0000")       # kept as sent, but PostgreSQL text cannot hold NUL
     with conn.transaction():
         if event["error"] is None:      # one worker's events are paired one transaction at a time
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"wfm-status-{event['worker_id']}",))
@@ -150,10 +174,27 @@ class Spool:
                 except orjson.JSONDecodeError:      # a line torn by a crash mid-append
                     log.warning("spool: skipped an unreadable line of %d bytes", len(line))
                     continue
-                store(conn, item["event_id"], item["received_at"], item["body"])
+                try:
+                    store(conn, item["event_id"], item["received_at"], item["body"])
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    raise                           # the database went away again: replay later
+                except psycopg.Error as exc:        # this event, not the database: set aside, go on
+                    self._set_aside(line, exc)
         self.replaying.unlink()
         _fsync_dir(self.path.parent)
         return len(lines)
+
+
+    def _set_aside(self, line: bytes, exc: Exception) -> None:
+        """Keep an event PostgreSQL refuses in `<spool>.rejected` (fsync'ed) so it cannot block the rest."""
+        log.error("spool: an event PostgreSQL refuses is set aside in %s: %s", self.path.name + ".rejected",
+                  str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        fd = os.open(self.path.with_name(self.path.name + ".rejected"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -226,7 +267,8 @@ def create_app(database_url: str, spool_path: Path, replay_every: float = 5.0, g
             log.warning("status push refused: %s", refused)
             return JSONResponse({"result": "error", "message": f"not authenticated: {refused}"}, status_code=401,
                                 headers={"WWW-Authenticate": "Bearer" if guard.auth == "token" else "WFM-Signature"})
-        body = raw.decode("utf-8", "replace")
+        # bytes that are not UTF-8 are kept as \xNN, which no JSON reader takes: a 400, stored as sent
+        body = raw.decode("utf-8", "backslashreplace")
         event_id, received_at = str(uuid.uuid4()), dt.datetime.now(dt.timezone.utc).isoformat()
         try:
             event = await run_in_threadpool(save, event_id, received_at, body)

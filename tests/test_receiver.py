@@ -211,3 +211,27 @@ def test_the_guard_bounds_the_body_checks_the_secret_and_limits_the_rate(databas
     assert token.refuse_auth({"authorization": "Bearer nope"}, b"") == "wrong token"
     with pytest.raises(GuardConfigError, match="WFM_RECEIVER_AUTH=hmac needs WFM_RECEIVER_SECRET"):
         Guard.from_env({"WFM_RECEIVER_AUTH": "hmac"})
+
+
+def test_a_body_postgresql_cannot_hold_is_a_400_and_a_refused_spool_line_is_set_aside(database_url, tmp_path: Path):
+    from wfm.receiver import Spool, parse_event
+
+    for body in (b'{"workerId": "7\\u0000", "action": 1, "actionTime": 1795000000}',        # NUL
+                 b'{"workerId": "7", "stateName": {"a": 1}, "action": 1, "actionTime": 1795000000}',
+                 b'{"workerId": null, "action": 1, "actionTime": 1795000000}', b'[1]'):
+        assert parse_event(body)["error"], body
+    served = ServedApp(create_app(database_url, tmp_path / "spool.jsonl"))
+    try:
+        assert served.post(b'{"workerId": "w\x00", "action": 1, "actionTime": 1795000000}').status_code == 400
+        assert served.post(b'{"workerId": "\xff", "action": 1, "actionTime": 1795000000}').status_code == 400
+    finally:
+        served.close()
+    spool = Spool(tmp_path / "other-spool.jsonl")
+    spool.append("not-a-uuid", "2026-11-18T09:00:00+00:00", '{"workerId": "7", "action": 1, "actionTime": 1795000000}')
+    spool.append("00000000-0000-0000-0000-000000000001", "2026-11-18T09:00:00+00:00",
+                 '{"workerId": "7", "action": 1, "actionTime": 1795000000}')
+    assert spool.replay(database_url) == 2 and not spool.waiting()
+    assert b"not-a-uuid" in (tmp_path / "other-spool.jsonl.rejected").read_bytes()
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT count(*) FILTER (WHERE error IS NULL), count(*) "
+                            "FROM wfm.pushed_status_events").fetchone() == (1, 3)

@@ -25,6 +25,7 @@ from .database_faults import database_faults  # noqa: E402
 from .facts import lost_answers  # noqa: E402
 from .injection import _attempts  # noqa: E402
 from .lab import postgres_server, prefect_api  # noqa: E402
+from .receiver_load import receiver_burst  # noqa: E402
 from .secret_leaks import secret_leaks  # noqa: E402
 from .source_faults import STREAMS, source_faults  # noqa: E402
 
@@ -35,6 +36,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--kills", type=int, default=14, help="SIGKILL trials (2 rounds of the 7 points)")
     parser.add_argument("--fact-storms", type=int, default=3, help="fact pushes through 1C fault storms")
     parser.add_argument("--db-trials", type=int, default=6, help="PostgreSQL restarts and terminations")
+    parser.add_argument("--burst", type=int, default=2000, help="status events in the receiver's burst")
     parser.add_argument("--cli-processes", type=int, default=8, help="CLI cases run through the real `wfm`")
     args = parser.parse_args(argv)
     server = postgres_server()
@@ -44,6 +46,7 @@ def main(argv: list[str]) -> int:
         lambda: lost_answers(server, rounds=args.fact_storms),
         lambda: database_faults(server, trials=args.db_trials),
         lambda: bad_input(server, real_processes=args.cli_processes),
+        lambda: receiver_burst(server, events=args.burst),
         lambda: secret_leaks(server, days=2),
         lambda: _attempts(server),
     ]

@@ -1,4 +1,4 @@
-"""Bad input: malformed source records, CLI arguments, flow parameters and files.
+"""Bad input: malformed source records, CLI arguments, flow parameters, files and status pushes.
 
 Each input is handled when it ends in a clear one-line error or a quarantine entry, never in a
 traceback to the user, and never costs a valid row. Record parsers get property-based inputs
@@ -24,6 +24,7 @@ from engine.paths import PROJECT_ROOT
 from . import Outcome
 from .lab import SIM_START, fresh_database, pointed_at, simulator
 from .payloads import corpus, damaged, parse, real_answer
+from .receiver_load import bad_pushes
 
 UTC = dt.timezone.utc
 STREAM = cc.AGENT_STATUS_INTERVALS
@@ -33,7 +34,8 @@ def bad_input(server: str, real_processes: int = 3) -> Outcome:
     """The payload corpus, then the CLI corpus (`real_processes` of it through the real `wfm`)."""
     outcome = Outcome("malformed inputs", 0, 0, "inputs")
     with tempfile.TemporaryDirectory(prefix="wfm-chaos-input-") as scratch:
-        for tried, problems in (payload_corpus(server, Path(scratch)), cli_corpus(server, Path(scratch), real_processes)):
+        for tried, problems in (payload_corpus(server, Path(scratch)), cli_corpus(server, Path(scratch), real_processes),
+                                bad_pushes(server)):
             outcome.tried += tried
             outcome.held += tried - len(problems)
             outcome.problems += problems
