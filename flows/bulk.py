@@ -51,6 +51,8 @@ def file_spec(path: Path, stream: str, mapping: dict[str, str] | None, mapping_f
               file_format: str, encoding: str | None, delimiter: str | None, chunk_rows: int,
               timezone: str | None = None, datetime_format: str | None = None) -> FileSpec:
     """The flow parameters as one spec; an inline mapping wins over the mapping file."""
+    if chunk_rows < 1:       # before the import's run starts in the ledger
+        raise ValueError("chunk rows must be at least 1")
     merged = {**files.parse_mapping(None, mapping_file), **(mapping or {})}
     return FileSpec(Path(path), stream, merged, file_format, encoding, delimiter, chunk_rows, timezone,
                     datetime_format)
@@ -68,6 +70,8 @@ def bulk_import(path: Path, stream: str, mapping: dict[str, str] | None = None, 
     times written without one (default: `WFM_DEFAULT_TIMEZONE`), `datetime_format` their format.
     """
     logger = get_run_logger()
+    if not 0 <= threshold <= 1:             # a share; above 1 would land a chunk of nothing but invalid rows
+        raise ValueError(f"threshold {threshold:g} is not a share of rows between 0 and 1")
     spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter, chunk_rows, timezone,
                      datetime_format)
     source, columns = open_whole(spec)          # a bad file is refused here, read whole, before anything lands

@@ -68,6 +68,8 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
     client = client_for(settings.source(ONEC))
     today = dt.datetime.now(UTC).date()
     since = since or (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
+    if until is not None and until < since:
+        raise ValueError(f"until {until} is before since {since}")
     if (window := client.in_maintenance()) is not None:
         logger.warning("schedules deferred: 1C is in its maintenance window %s", window)
         return {"deferred": 1}
@@ -195,6 +197,8 @@ def _send_fact(conn: psycopg.Connection, client: SourceClient, entry: outbox.Ent
 @flow(name="push-deviations")
 def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool = True) -> dict:
     """Send each confirmed deviation to 1C exactly once, after resolving earlier lost answers."""
+    if settle_after_seconds < 0:        # a negative age would judge a send 1C may still be working on
+        raise ValueError(f"settle_after_seconds {settle_after_seconds:g} is negative")
     logger = get_run_logger()
     settings = resolve_settings()
     schema.ensure(settings.database_url)

@@ -248,6 +248,12 @@ def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, 
     `all` means every stream of the systems that are configured; naming a stream of a system
     that is not configured is an error.
     """
+    if not names:
+        raise ValueError("no streams given: name streams, families or 'all'")
+    today = dt.datetime.now(UTC).date()
+    if (start is not None or end is not None) and (end or today) < (start or end or today):
+        # before any stream runs: the online snapshots, which ignore the period, would land first
+        raise ValueError(f"--end {end or today} is before --start {start}")
     settings = resolve_settings()
     chosen = catalog.resolve(names)
     if "all" in names:

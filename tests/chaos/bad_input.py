@@ -24,18 +24,20 @@ from engine.paths import PROJECT_ROOT
 from . import Outcome
 from .lab import SIM_START, fresh_database, pointed_at, simulator
 from .payloads import corpus, damaged, parse, real_answer
+from .flow_parameters import flow_parameters
 from .receiver_load import bad_pushes
 
 UTC = dt.timezone.utc
 STREAM = cc.AGENT_STATUS_INTERVALS
 
 
-def bad_input(server: str, real_processes: int = 3) -> Outcome:
-    """The payload corpus, then the CLI corpus (`real_processes` of it through the real `wfm`)."""
+def bad_input(server: str, real_processes: int = 3, flow_every: int = 1) -> Outcome:
+    """The payload corpus, the CLI corpus (`real_processes` of it through the real `wfm`), every
+    `flow_every`-th flow-parameter case through the Prefect API, and the receiver's bad pushes."""
     outcome = Outcome("malformed inputs", 0, 0, "inputs")
     with tempfile.TemporaryDirectory(prefix="wfm-chaos-input-") as scratch:
         for tried, problems in (payload_corpus(server, Path(scratch)), cli_corpus(server, Path(scratch), real_processes),
-                                bad_pushes(server)):
+                                flow_parameters(server, Path(scratch), flow_every), bad_pushes(server)):
             outcome.tried += tried
             outcome.held += tried - len(problems)
             outcome.problems += problems
