@@ -14,8 +14,8 @@ from connectors.streams import Window
 
 from .chaos.bad_input import CLI_CASES, bad_input
 from .chaos.flow_parameters import CASES
-from .chaos.receiver_load import _body_corpus
 from .chaos.payloads import corpus, parse
+from .chaos.receiver_load import _body_corpus
 
 UTC = dt.timezone.utc
 WINDOW = Window(dt.datetime(2026, 11, 9, tzinfo=UTC), dt.datetime(2026, 11, 10, tzinfo=UTC), ("1", "2"))

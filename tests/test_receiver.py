@@ -177,7 +177,7 @@ def test_sync_online_lands_both_snapshots_within_seconds(wfm_env, database_url):
 def test_the_guard_bounds_the_body_checks_the_secret_and_limits_the_rate(database_url, tmp_path: Path):
     import orjson
 
-    from tasks.webhooks import sign
+    from engine.push.webhooks import sign
     from receiver.guard import Guard, GuardConfigError
 
     secret = "s3cret-of-the-receiver"
@@ -214,7 +214,7 @@ def test_the_guard_bounds_the_body_checks_the_secret_and_limits_the_rate(databas
 
 
 def test_a_body_postgresql_cannot_hold_is_a_400_and_a_refused_spool_line_is_set_aside(database_url, tmp_path: Path):
-    from wfm.receiver import Spool, parse_event
+    from receiver.service import Spool, parse_event
 
     for body in (b'{"workerId": "7\\u0000", "action": 1, "actionTime": 1795000000}',        # NUL
                  b'{"workerId": "7", "stateName": {"a": 1}, "action": 1, "actionTime": 1795000000}',

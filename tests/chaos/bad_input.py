@@ -22,9 +22,9 @@ from connectors.streams import Window
 from engine.paths import PROJECT_ROOT
 
 from . import Outcome
+from .flow_parameters import flow_parameters
 from .lab import SIM_START, fresh_database, pointed_at, simulator
 from .payloads import corpus, damaged, parse, real_answer
-from .flow_parameters import flow_parameters
 from .receiver_load import bad_pushes
 
 UTC = dt.timezone.utc

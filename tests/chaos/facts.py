@@ -47,8 +47,8 @@ MAX_RUNS = 12
 
 def prepare_facts(sim, database_url: str, lake: Path) -> int:
     """Plan, schedules sent, logins landed, deviations built and confirmed; how many are confirmed."""
+    from engine.push.deviations import build_deviations, confirm, ensure_tables
     from flows.push import push_schedules
-    from tasks.deviations import build_deviations, confirm, ensure_tables
 
     with pointed_at(sim, database_url, lake):
         plan_shifts(sim, database_url)
@@ -68,7 +68,7 @@ def prepare_facts(sim, database_url: str, lake: Path) -> int:
                         conn.execute("""INSERT INTO wfm.agent_logins (agent_id, login_at, logout_at, duration_ms,
                                         _run_id, _extracted_at) VALUES (%s, %s, %s, %s, gen_random_uuid(), now())""",
                                      (agent, start, start + dt.timedelta(hours=hours), int(hours * 3_600_000)))
-        build_deviations.fn(database_url, str(lake), FIRST, LAST)
+        build_deviations(database_url, str(lake), FIRST, LAST)
         with psycopg.connect(database_url, autocommit=True) as conn:
             return confirm(conn, "Иванов И.И.")
 

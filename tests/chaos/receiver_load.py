@@ -17,8 +17,8 @@ still be stored with 200 (a bad body never blocks the receiver or its spool).
 from __future__ import annotations
 
 import itertools
-import logging
 import json
+import logging
 import tempfile
 import threading
 import time
@@ -30,9 +30,9 @@ import httpx
 import orjson
 import psycopg
 
-from tasks.webhooks import sign
-from wfm.receiver import PATH, create_app
-from wfm.receiver_guard import Guard
+from engine.push.webhooks import sign
+from receiver.guard import Guard
+from receiver.service import PATH, create_app
 
 from . import Outcome
 from .database_faults import EmbeddedServer
@@ -46,7 +46,7 @@ CODES = ("Ready", "Work", "Break", "Lunch", "Training")
 @contextmanager
 def quiet() -> Iterator[None]:
     """The receiver's own warnings (every spooled or refused event) off the scenario's output."""
-    logger = logging.getLogger("wfm.receiver")
+    logger = logging.getLogger("receiver.service")
     level, logger.level = logger.level, logging.CRITICAL
     try:
         yield
