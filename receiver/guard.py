@@ -31,7 +31,7 @@ AUTH_KINDS = ("none", "token", "hmac")
 
 
 class GuardConfigError(ValueError):
-    """A WFM_RECEIVER_* variable cannot be used."""
+    """A receiver variable (WFM_RECEIVER_AUTH, _MAX_BODY, _RATE, _BURST) cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Guard:
                        auth=env.get("WFM_RECEIVER_AUTH") or ("token" if secret else "none"), secret=secret,
                        rate=float(env.get("WFM_RECEIVER_RATE", "500")), burst=int(env.get("WFM_RECEIVER_BURST", "4000")))
         except ValueError as exc:
-            raise GuardConfigError(f"a WFM_RECEIVER_* variable is not a number: {exc}") from None
+            raise GuardConfigError(f"WFM_RECEIVER_MAX_BODY, WFM_RECEIVER_RATE and WFM_RECEIVER_BURST must be numbers: {exc}") from None
 
     def refuse_auth(self, headers: Mapping[str, str], body: bytes) -> str | None:
         """Why the push is not authenticated, or None when it is (or no check is configured)."""
