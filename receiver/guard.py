@@ -63,7 +63,8 @@ class Guard:
                        auth=env.get("WFM_RECEIVER_AUTH") or ("token" if secret else "none"), secret=secret,
                        rate=float(env.get("WFM_RECEIVER_RATE", "500")), burst=int(env.get("WFM_RECEIVER_BURST", "4000")))
         except ValueError as exc:
-            raise GuardConfigError(f"WFM_RECEIVER_MAX_BODY, WFM_RECEIVER_RATE and WFM_RECEIVER_BURST must be numbers: {exc}") from None
+            raise GuardConfigError("WFM_RECEIVER_MAX_BODY, WFM_RECEIVER_RATE and WFM_RECEIVER_BURST must be numbers: "
+                                   f"{exc}") from None
 
     def refuse_auth(self, headers: Mapping[str, str], body: bytes) -> str | None:
         """Why the push is not authenticated, or None when it is (or no check is configured)."""
