@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
 from connectors import contact_center as cc
 from connectors import onec, planning
+from engine.project_file import ConfigError
 from engine.quality import gate as quality
 from engine.quality.gate import QualityCheckError, gate, validate
 from engine.quality.suites import SUITES
@@ -217,3 +220,34 @@ def test_a_check_that_cannot_run_is_an_error_not_a_pass():
 def test_an_unknown_stream_is_named():
     with pytest.raises(KeyError, match="no expectation suite for stream 'agent_chats'"):
         validate("agent_chats", pa.table({"x": [1]}))
+
+
+def write_config(text: str) -> None:
+    """wfm.toml in the test's data dir, where the project looks for it."""
+    data = Path(os.environ["WFM_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "wfm.toml").write_text(text, encoding="utf-8")
+
+
+def test_a_row_check_set_to_warn_or_off_quarantines_nothing_and_the_threshold_is_configured():
+    bad = batch("timesheet_days", 10, {3: {"time_type": "XX"}, 5: {"hours": 25.0}})
+    assert set(validate("timesheet_days", bad).failed_rows) == {3, 5}
+    write_config('[expectations.timesheet_days]\nthreshold = 0.5\n'
+                 '"ExpectColumnValuesToBeInSet(time_type)" = "warn"\n"ExpectColumnValuesToBeBetween(hours)" = "off"\n')
+    result = validate("timesheet_days", bad)
+    assert result.success and [c.name for c in result.warnings] == ["ExpectColumnValuesToBeInSet(time_type)"]
+    assert "ExpectColumnValuesToBeBetween(hours)" not in {c.name for c in result.checks}
+    write_config('[expectations.timesheet_days]\nthreshold = 0.5\n')
+    assert gate(validate("timesheet_days", bad)).publish          # 20% failing, under the configured 50%
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[expectations.timesheet_days]\n"ExpectNothing(x)" = "warn"\n', "is no check of timesheet_days"),
+    ('[expectations.timesheet_days]\n"ExpectColumnValuesToBeBetween(hours)" = "loud"\n', "use error, warn or off"),
+    ("[expectations.timesheet_days\n", "wfm.toml: "),
+])
+def test_a_wrong_policy_is_one_line_naming_the_file(text, message):
+    write_config(text)
+    with pytest.raises(ConfigError, match=message) as caught:
+        validate("timesheet_days", batch("timesheet_days", 3))
+    assert "wfm.toml" in str(caught.value) and "\n" not in str(caught.value)

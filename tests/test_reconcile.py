@@ -4,10 +4,12 @@ its severity, holds back exactly the partitions it concerns, and everything else
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from pathlib import Path
 
 import psycopg
+import pyarrow.parquet as pq
 import pytest
 
 from connectors import contact_center as cc
@@ -81,14 +83,23 @@ def test_each_violation_fails_its_rule_and_holds_only_its_partitions(
         assert published(lake, stream) == expected, stream
 
 
-def test_norm_hours_of_zero_for_active_employees_hold_those_months(wfm_env, database_url, tmp_path):
-    wfm_env.set_break("zero_norm_hours")
+def test_norm_hours_of_zero_hold_only_those_employees_in_those_months(wfm_env, database_url, tmp_path):
+    wfm_env.set_break("zero_norm_hours")                   # every fifth employee: a few of the month's
     landed = {"employees": land("employees"), "norm_hours": land("norm_hours")}
     outcome = check(database_url, tmp_path, landed)
     failed = {r.partition for r in outcome.errors}
     assert failed and {r.check for r in outcome.errors} == {"norm_hours_positive"} and not outcome.warnings
     assert holds(database_url) == {("norm_hours", p) for p in failed}
-    assert published(tmp_path / "lake", "norm_hours") == landed["norm_hours"] - failed
+    assert published(tmp_path / "lake", "norm_hours") == landed["norm_hours"]   # ... without the held rows
+    with psycopg.connect(database_url) as conn:
+        zero = set(conn.execute("""SELECT employee_id, 'date=' || period_start FROM wfm.norm_hours
+                                   WHERE norm_hours <= 0""").fetchall())
+        scoped = set(conn.execute("""SELECT scope::jsonb ->> 'employee_id', partition FROM wfm_meta.partition_holds
+                                     """).fetchall())
+    assert scoped and scoped <= zero
+    lake = pq.read_table(tmp_path / "lake" / "norm_hours", partitioning="hive").to_pylist()
+    in_lake = {(r["employee_id"], f"date={r['date']}") for r in lake}
+    assert not scoped & in_lake and len(in_lake) > len(scoped)
 
 
 def test_an_agent_missing_from_the_map_is_a_warning_that_holds_nothing(wfm_env, database_url, tmp_path):
@@ -139,3 +150,103 @@ def test_a_sync_holds_a_partition_back_until_the_source_restates_it(wfm_env, dat
     sync_stream("service_group_intervals", FIRST, LAST, force=True)
     assert holds(database_url) == set()
     assert published(lake, "service_group_intervals") == {ON_FIRST, ON_LAST}
+
+
+def write_config(text: str) -> None:
+    data = Path(os.environ["WFM_DATA_DIR"])
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "wfm.toml").write_text(text, encoding="utf-8")
+
+
+def test_a_rule_set_to_warn_no_longer_holds_and_its_policy_is_stored(wfm_env, database_url, tmp_path):
+    wfm_env.set_break("intervals_disagree", [LAST])
+    landed = {s: land(s, FIRST, LAST) for s in ("service_group_intervals", "agent_calls")}
+    assert check(database_url, tmp_path, landed).errors and holds(database_url)
+    write_config('[rules]\nseconds = 2\n[rules.handled_calls_match_intervals]\nseverity = "warn"\ncalls_share = 0.01\n')
+    outcome = check(database_url, tmp_path, landed)
+    assert not outcome.errors and [(r.check, r.severity) for r in outcome.warnings] == [
+        ("handled_calls_match_intervals", "warn")]
+    assert holds(database_url) == set() and outcome.released == {("service_group_intervals", ON_LAST)}
+    assert published(tmp_path / "lake", "service_group_intervals") == {ON_FIRST, ON_LAST}
+    with psycopg.connect(database_url) as conn:
+        policy = conn.execute("""SELECT policy FROM wfm_meta.check_results WHERE check_name =
+                                 'handled_calls_match_intervals' ORDER BY id DESC LIMIT 1""").fetchone()[0]
+    assert policy["severity"] == "warn" and policy["declared"] == "error"
+    assert policy["tolerances"]["calls_share"] == 0.01 and policy["tolerances"]["seconds"] == 2
+    write_config('[rules.handled_calls_match_intervals]\nseverity = "off"\n')
+    assert "handled_calls_match_intervals" not in {r.check for r in check(database_url, tmp_path, landed).results}
+
+
+def test_a_rule_that_names_the_broken_group_holds_only_that_groups_rows(wfm_env, database_url, tmp_path):
+    landed = {s: land(s, FIRST, LAST) for s in ("service_group_intervals", "agent_calls")}
+    with psycopg.connect(database_url) as conn:     # one group-interval of the last day disagrees with the calls
+        service, group = conn.execute(
+            """UPDATE wfm.service_group_intervals SET not_unique_treated = not_unique_treated + 40,
+               not_unique_received = not_unique_received + 40 WHERE (service_id, group_id, interval_start) =
+               (SELECT service_id, group_id, interval_start FROM wfm.service_group_intervals
+                WHERE interval_start >= %s ORDER BY 1, 2, 3 LIMIT 1) RETURNING service_id, group_id""",
+            (dt.datetime.combine(LAST, dt.time(), dt.timezone.utc),)).fetchone()
+    outcome = check(database_url, tmp_path, landed)
+    assert [(r.check, r.partition) for r in outcome.errors] == [("handled_calls_match_intervals", ON_LAST)]
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT partition, scope::jsonb FROM wfm_meta.partition_holds").fetchall()
+        groups = conn.execute("SELECT count(DISTINCT (service_id, group_id)) FROM wfm.service_group_intervals"
+                              ).fetchone()[0]
+    assert stored == [(ON_LAST, {"service_id": service, "group_id": group})]
+    lake = tmp_path / "lake" / "service_group_intervals"
+    rows = pq.read_table(lake / ON_LAST / "part-0.parquet").to_pylist()
+    assert rows and {(r["service_id"], r["group_id"]) for r in rows} == {
+        (r["service_id"], r["group_id"]) for r in pq.read_table(lake / ON_FIRST / "part-0.parquet").to_pylist()
+    } - {(service, group)} and groups > 1
+
+
+def test_a_waiver_publishes_a_held_partition_once_and_is_audited(wfm_env, database_url, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from wfm.cli import app
+
+    wfm_env.set_break("intervals_disagree", [LAST])
+    landed = {s: land(s, FIRST, LAST) for s in ("service_group_intervals", "agent_calls")}
+    check(database_url, tmp_path, landed)
+    assert holds(database_url) == {("service_group_intervals", ON_LAST)}
+    runner = CliRunner()
+    waive = ["quality", "waive", "handled_calls_match_intervals", "--partition", ON_LAST,
+             "--reason", "the vendor counts transferred contacts twice"]
+    result = runner.invoke(app, waive, env={"COLUMNS": "200"})
+    assert result.exit_code == 0 and "published" in result.output, result.output
+    assert holds(database_url) == set()
+    written = tmp_path / "lake" / "service_group_intervals" / ON_LAST / "part-0.parquet"
+    first_write = written.stat().st_mtime_ns
+    with psycopg.connect(database_url) as conn:
+        audit = conn.execute("""SELECT check_name, table_name, partition, reason, waived_by, holds_lifted
+                                FROM wfm_meta.waivers""").fetchall()
+    assert audit == [("handled_calls_match_intervals", "service_group_intervals", ON_LAST,
+                      "the vendor counts transferred contacts twice", audit[0][4], 1)] and audit[0][4]
+
+    again = check(database_url, tmp_path, landed)                 # the rule still fails, and is still stored
+    verdict = next(r for r in again.results if (r.check, r.partition) == ("handled_calls_match_intervals", ON_LAST))
+    assert not verdict.success and verdict.waived and not again.errors and holds(database_url) == set()
+    assert written.stat().st_mtime_ns == first_write              # published once, not rewritten by the recheck
+    refused = runner.invoke(app, waive, env={"COLUMNS": "200"})
+    assert refused.exit_code == 1 and "holds nothing of service_group_intervals" in refused.output
+
+
+def test_an_older_ledger_is_upgraded_in_place_and_keeps_its_holds(database_url):
+    from engine.landing import ledger
+
+    with psycopg.connect(database_url) as conn:     # wfm_meta as it was before scoped holds and waivers
+        conn.execute("""CREATE SCHEMA wfm_meta; CREATE TABLE wfm_meta.partition_holds (
+          table_name text NOT NULL, partition text NOT NULL, check_name text NOT NULL, run_id uuid NOT NULL,
+          held_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, partition, check_name));
+          CREATE TABLE wfm_meta.check_results (id bigserial PRIMARY KEY, run_id uuid NOT NULL,
+          check_name text NOT NULL, severity text NOT NULL, table_name text NOT NULL, partition text NOT NULL,
+          success boolean NOT NULL, unexpected_count bigint NOT NULL DEFAULT 0, examples jsonb,
+          checked_at timestamptz NOT NULL DEFAULT now())""")
+        conn.execute("""INSERT INTO wfm_meta.partition_holds (table_name, partition, check_name, run_id)
+                        VALUES ('agent_calls', %s, 'calls_within_logins', %s)""", (ON_LAST, uuid.uuid4()))
+        conn.commit()
+        ledger.ensure_meta(conn)
+        ledger.ensure_meta(conn)                    # twice: every step is idempotent
+        assert conn.execute("SELECT table_name, partition, scope FROM wfm_meta.partition_holds").fetchall() == [
+            ("agent_calls", ON_LAST, "")]
+        assert conn.execute("SELECT count(*) FROM wfm_meta.waivers").fetchone()[0] == 0

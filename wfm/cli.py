@@ -67,11 +67,11 @@ def migrate() -> None:
 
 
 def _register_quality() -> None:
-    """`wfm quarantine [list|show|replay|discard]` and `wfm quality` (see wfm/quality_commands.py)."""
-    from wfm.quality_commands import quality_command, quarantine_app
+    """`wfm quarantine [list|show|replay|discard]` and `wfm quality [waive]` (see wfm/quality_commands.py)."""
+    from wfm.quality_commands import quality_app, quarantine_app
 
     app.add_typer(quarantine_app, name="quarantine")
-    app.command("quality")(quality_command)
+    app.add_typer(quality_app, name="quality")
 
 
 _register_quality()

@@ -5,6 +5,7 @@
     wfm quarantine replay --stream agent_calls   # after a fix: land the rows that pass now, once
     wfm quarantine discard --id 42 --reason "test data from the vendor"
     wfm quality --since 2026-11-01               # pass rates per stream and rule; writes the dashboard
+    wfm quality waive handled_calls_match_intervals --partition date=2026-11-10 --reason "vendor counts transfers"
 """
 
 from __future__ import annotations
@@ -75,10 +76,41 @@ def discard(reason: Annotated[str, typer.Option(help="why these rows will never 
     _run(action)
 
 
-def quality_command(since: Annotated[Optional[dt.datetime], typer.Option(
+quality_app = typer.Typer(help="Pass rates and the dashboard (default), waivers of reconciliation holds.",
+                          invoke_without_command=True, no_args_is_help=False)
+
+
+@quality_app.callback()
+def quality_command(ctx: typer.Context, since: Annotated[Optional[dt.datetime], typer.Option(
         formats=["%Y-%m-%d"], help="YYYY-MM-DD (default: 30 days ago)")] = None) -> None:
     """Pass rates per stream and rule (windows, rows, reconciliation) and the HTML dashboard."""
-    _run(lambda console: show_quality(console, since))
+    if ctx.invoked_subcommand is None:
+        _run(lambda console: show_quality(console, since))
+
+
+@quality_app.command("waive")
+def waive(rule: Annotated[str, typer.Argument(help="a reconciliation rule, e.g. handled_calls_match_intervals")],
+          partition: Annotated[str, typer.Option(help="the held partition of the rule's table: date=YYYY-MM-DD")],
+          reason: Annotated[str, typer.Option(help="why the partition may be published anyway (kept on record)")]
+          ) -> None:
+    """Lift a rule's hold on one partition, with an audit row, and publish the partition."""
+    _run(lambda console: run_waive(console, rule, partition, reason))
+
+
+def run_waive(console, rule: str, partition: str, reason: str) -> None:
+    from engine import paths
+    from engine.landing import lake, ledger
+    from engine.quality import holds
+    from engine.quality.reconcile import STREAMS
+
+    with _connect() as conn:
+        ledger.ensure_meta(conn)
+        table, lifted = holds.waive(conn, rule, partition, reason)
+        name = partition if partition.startswith("date=") else f"date={partition}"
+        written = lake.publish_partition(conn, STREAMS[table], paths.lake_path(), name)
+    others = "" if written else " (still held by another rule: not published)"
+    console.print(f"{rule}: {lifted} hold(s) on {table} {name} waived{others}; "
+                  f"{'published' if written else 'see `wfm quality`'}", highlight=False)
 
 
 def show_list(console, stream: str | None, status: str | None, limit: int) -> None:

@@ -8,8 +8,9 @@ change. Instead the landing transaction stores a hash of what it landed — the 
 window with the same start, the same ids and the same hash is recorded as landed, all of its
 rows unchanged, without running the checks or touching the table.
 
-The checks' version is the text of the modules that define and apply them plus the Great
-Expectations version, so a changed suite validates everything again. `--force` and dry runs
+The checks' version is the text of the modules that define and apply them, the Great
+Expectations version and the stream's `[expectations]` policy in wfm.toml, so a changed suite
+or policy validates everything again. `--force` and dry runs
 always take the full path; so do imported files, which have their own ledger rows.
 """
 
@@ -27,10 +28,11 @@ import pyarrow as pa
 
 from connectors.records import Reject
 from connectors.streams import Stream
+from engine.quality.policies import expectations_fingerprint
 
 __all__ = ["content_hash"]
 
-CHECK_MODULES = ("engine.quality.suites", "engine.quality.gate")
+CHECK_MODULES = ("engine.quality.suites", "engine.quality.gate", "engine.quality.policies")
 
 
 def content_hash(stream: Stream, table: pa.Table, rejects: Sequence[Reject]) -> str:
@@ -38,6 +40,7 @@ def content_hash(stream: Stream, table: pa.Table, rejects: Sequence[Reject]) -> 
     digest = hashlib.blake2b(digest_size=16)
     digest.update(_checks_version())
     digest.update(stream.name.encode())
+    digest.update(expectations_fingerprint(stream.name))   # wfm.toml's policy for these checks
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

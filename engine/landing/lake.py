@@ -7,11 +7,12 @@ rebuild are queued in `wfm_meta.lake_pending` by the landing transaction itself,
 between commit and publication is repaired by the next run. Tables without a partition column
 are one file, `<lake>/<table>/part-0.parquet`. A writer killed mid-swap leaves its temporary file
 (`.part-0.parquet.<id>.tmp`: hidden, not `*.parquet`, so no reader takes it for data); the next
-write of that partition deletes temporary files older than an hour. A partition a reconciliation check holds
-(`wfm_meta.partition_holds`, see `engine/quality/reconcile.py`) stays queued and unpublished, and one
-published before the check failed is withdrawn until the check passes. A partition that cannot
-be written (whatever the reason) is logged and stays queued; the others are published and later
-runs go on (`publish` never fails a run for one partition).
+write of that partition deletes temporary files older than an hour. A partition a reconciliation
+check holds whole (`wfm_meta.partition_holds`, see `engine/quality/holds.py`) stays queued and
+unpublished, and one published before the check failed is withdrawn until the check passes; a
+partition held for some groups or agents only is published without their rows. A partition that
+cannot be written (whatever the reason) is logged and stays queued; the others are published and
+later runs go on (`publish` never fails a run for one partition).
 
 Snapshot streams (keyed by `snapshot_at`: the online tables) append instead: each snapshot is a
 file of its own, `date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ.parquet`, queued as the partition
@@ -28,6 +29,7 @@ import datetime as dt
 import io
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import orjson
@@ -111,26 +113,24 @@ def filesystem(lake: str, options: dict | None = None) -> tuple[pafs.FileSystem,
     return local, os.path.abspath(lake)
 
 
-def read_partition(conn: psycopg.Connection, stream: Stream, partition: str) -> pa.Table:
-    """The committed rows of one partition, in key order, typed as the lake schema."""
+def read_partition(conn: psycopg.Connection, stream: Stream, partition: str,
+                   exclude: Sequence[Mapping[str, str]] = ()) -> pa.Table:
+    """The committed rows of one partition, in key order, typed as the lake schema, without the
+    rows matching any of `exclude` ({column: value}: the scopes a reconciliation rule holds)."""
     schema = lake_schema(stream)
     lists = {f.name for f in schema if pa.types.is_list(f.type)}
     select = [sql.SQL("to_json({0})::text AS {0}").format(sql.Identifier(n)) if n in lists else sql.Identifier(n)
               for n in schema.names]
-    where: sql.Composable = sql.SQL("")
     moment = snapshot_moment(partition)
     if moment is not None:
-        where = sql.SQL(" WHERE {} = {}").format(sql.Identifier(stream.partition or ""), sql.Literal(moment))
-    elif partition:
-        day = dt.date.fromisoformat(partition.split("=", 1)[1])
-        column = sql.Identifier(str(stream.partition))
-        if dict(columns(stream))[stream.partition] == "date":
-            where = sql.SQL(" WHERE {} = {}").format(column, sql.Literal(day))
-        else:
-            # the day after is PostgreSQL's arithmetic: in Python it overflows on 9999-12-31
-            start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
-            where = sql.SQL(" WHERE {0} >= {1} AND {0} < {1}::timestamptz + interval '1 day'").format(
-                column, sql.Literal(start))
+        conditions = [sql.SQL("{} = {}").format(sql.Identifier(stream.partition or ""), sql.Literal(moment))]
+    else:
+        conditions = [partition_filter(stream, partition)] if partition else []
+    for scope in exclude:
+        conditions.append(sql.SQL("NOT ({})").format(sql.SQL(" AND ").join(
+            sql.SQL("{}::text IS NOT DISTINCT FROM {}").format(sql.Identifier(c), sql.Literal(v))
+            for c, v in scope.items())))
+    where: sql.Composable = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
     query = sql.SQL("COPY (SELECT {} FROM {}{} ORDER BY {}) TO STDOUT (FORMAT csv, HEADER)").format(
         sql.SQL(", ").join(select), table_ident(stream), where, sql.SQL(", ").join(map(sql.Identifier, stream.key)))
     buffer = io.BytesIO()
@@ -147,6 +147,17 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str) -> 
                           schema.field(name).type)
         table = table.set_column(table.schema.get_field_index(name), name, parsed)
     return table.cast(schema)
+
+
+def partition_filter(stream: Stream, partition: str) -> sql.Composable:
+    """SQL: the rows of the stream's table that belong to `partition` (date=YYYY-MM-DD)."""
+    day = dt.date.fromisoformat(partition.split("=", 1)[1])
+    column = sql.Identifier(str(stream.partition))
+    if dict(columns(stream))[str(stream.partition)] == "date":
+        return sql.SQL("{} = {}").format(column, sql.Literal(day))
+    # the day after is PostgreSQL's arithmetic: in Python it overflows on 9999-12-31
+    start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    return sql.SQL("{0} >= {1} AND {0} < {1}::timestamptz + interval '1 day'").format(column, sql.Literal(start))
 
 
 def write_partition(lake: str, stream: Stream, partition: str, table: pa.Table) -> str:
@@ -241,10 +252,19 @@ def _rebuild_or_keep(conn: psycopg.Connection, stream: Stream, lake: str, partit
         return None
 
 
+def publish_partition(conn: psycopg.Connection, stream: Stream, lake: str, partition: str) -> bool:
+    """Rebuild one queued partition now, unless it is held whole; True if it was written."""
+    found = [run_id for p, run_id in ledger.pending_partitions(conn, stream.name) if p == partition]
+    for run_id in found:
+        _rebuild(conn, stream, lake, partition, run_id)
+    return bool(found)
+
+
 def _rebuild(conn: psycopg.Connection, stream: Stream, lake: str, partition: str, run_id: uuid.UUID) -> str:
-    """One partition from its committed rows, then its queue entry cleared (unless re-queued meanwhile)."""
+    """One partition from its committed rows (less the rows held in part), then its queue entry
+    cleared (unless re-queued meanwhile)."""
     with conn.transaction():
-        table = read_partition(conn, stream, partition)
+        table = read_partition(conn, stream, partition, ledger.held_scopes(conn, stream.name, partition))
     write_partition(lake, stream, partition, table)
     with conn.transaction():
         ledger.clear_partition(conn, stream.name, partition, run_id)

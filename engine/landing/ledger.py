@@ -5,8 +5,9 @@ never claims a window that is not committed and a watermark never passes uncommi
 the watermark of a stream moves to the start of the earliest window of the run that has not
 landed yet (capped at the run's start time), under a row lock, by the transaction that lands a
 window. The quality tables live here too: `check_results` and `partition_holds`
-(`engine/quality/reconcile.py`), `schema_drift` (`engine/landing/drift.py`), and the quarantine's resolution
-columns (`engine/quality/replay.py`).
+(`engine/quality/reconcile.py`, `engine/quality/holds.py`: scoped holds, and `waivers`),
+`schema_drift` (`engine/landing/drift.py`), and the quarantine's resolution columns
+(`engine/quality/replay.py`).
 """
 
 from __future__ import annotations
@@ -99,10 +100,28 @@ CREATE TABLE IF NOT EXISTS {META}.schema_drift (
   PRIMARY KEY (stream, field, kind));
 CREATE TABLE IF NOT EXISTS {META}.derived_builds (  -- what a derived dataset was last built from
   dataset text PRIMARY KEY, inputs_digest text NOT NULL, built_at timestamptz NOT NULL DEFAULT now());
+DO $$ BEGIN  -- an older ledger: holds of whole partitions only, results without their policy (holds.py)
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{META}'
+                 AND table_name = 'partition_holds' AND column_name = 'scope') THEN
+    ALTER TABLE {META}.partition_holds ADD COLUMN scope text NOT NULL DEFAULT '',
+      DROP CONSTRAINT partition_holds_pkey, ADD PRIMARY KEY (table_name, partition, check_name, scope);
+  END IF;
+  IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = '{META}'
+                 AND table_name = 'check_results' AND column_name = 'policy') THEN
+    ALTER TABLE {META}.check_results ADD COLUMN policy jsonb, ADD COLUMN scopes jsonb,
+      ADD COLUMN waived boolean NOT NULL DEFAULT false;
+  END IF;
+END $$;
+CREATE TABLE IF NOT EXISTS {META}.waivers (
+  waiver_id uuid PRIMARY KEY, check_name text NOT NULL, table_name text NOT NULL, partition text NOT NULL,
+  reason text NOT NULL, waived_by text NOT NULL, waived_at timestamptz NOT NULL DEFAULT now(),
+  holds_lifted int NOT NULL);
+CREATE INDEX IF NOT EXISTS waivers_partition ON {META}.waivers (table_name, partition, check_name);
 """
 
 
 def ensure_meta(conn: psycopg.Connection) -> None:
+    """Create `wfm_meta` or upgrade an older one in place (every statement is idempotent)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('wfm-ddl'))")
         conn.execute(DDL)
@@ -216,11 +235,19 @@ def mark_partitions(conn: psycopg.Connection, table: str, partitions: Iterable[s
 
 
 def pending_partitions(conn: psycopg.Connection, table: str) -> list[tuple[str, uuid.UUID]]:
-    """Queued partitions of a table that no reconciliation check holds back."""
+    """Queued partitions of a table that no reconciliation check holds back whole (a partition held
+    for some groups or agents only is published without their rows: `engine/quality/holds.py`)."""
     return [tuple(r) for r in conn.execute(
         f"""SELECT partition, run_id FROM {META}.lake_pending p WHERE table_name = %s AND NOT EXISTS (
-            SELECT 1 FROM {META}.partition_holds h WHERE h.table_name = p.table_name AND h.partition = p.partition)
-            ORDER BY partition""", (table,))]
+            SELECT 1 FROM {META}.partition_holds h WHERE h.table_name = p.table_name AND h.partition = p.partition
+            AND h.scope = '') ORDER BY partition""", (table,))]
+
+
+def held_scopes(conn: psycopg.Connection, table: str, partition: str) -> list[dict[str, str]]:
+    """The scopes ({column: value}) a rule holds of a partition: the rows the lake leaves out."""
+    return [orjson.loads(s) for (s,) in conn.execute(
+        f"""SELECT DISTINCT scope FROM {META}.partition_holds WHERE table_name = %s AND partition = %s
+            AND scope <> '' ORDER BY 1""", (table, partition))]
 
 
 def clear_partition(conn: psycopg.Connection, table: str, partition: str, run_id: uuid.UUID) -> None:

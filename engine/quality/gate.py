@@ -11,6 +11,8 @@ other's data: a lock lets one batch through at a time. A validation returns one 
 per expectation and, for the CRITICAL ones, the index of every failing row (GX's COMPLETE
 result format lists all of them, not a sample), so the caller quarantines exactly those rows
 with the names of the checks they failed. WARNING expectations are recorded, never enforced.
+`[expectations.<stream>]` of wfm.toml (`engine/quality/policies.py`) can make a check error, warn or off
+(an off check's result is dropped) and set the stream's threshold.
 """
 
 from __future__ import annotations
@@ -30,9 +32,10 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations.metadata_types import FailureSeverity
 
 from connectors.records import Reject
+from engine.quality.policies import OFF, ExpectationPolicy, expectation_policy
 from engine.quality.suites import SUITES, Suite, check_name
 
-__all__ = ["ExpectationResult", "GateDecision", "QualityCheckError", "ValidationResult", "gate", "validate"]
+__all__ = ["ExpectationResult", "GateDecision", "QualityCheckError", "ValidationResult", "gate", "policy_of", "validate"]
 
 ERROR, WARN = "error", "warn"
 EXAMPLES = 3
@@ -126,7 +129,7 @@ def validate(stream_name: str, table: pa.Table) -> ValidationResult:
     with _GX_LOCK:
         batch = _batch_definitions()[stream_name].get_batch(batch_parameters={"dataframe": frame})
         outcome = batch.validate(suite.expectations, result_format=RESULT_FORMAT)
-    checks, failed_rows = _read(stream_name, outcome.results, suite)
+    checks, failed_rows = _read(stream_name, outcome.results, suite, policy_of(stream_name))
     return ValidationResult(stream_name, table.num_rows, checks, failed_rows, time.perf_counter() - started)
 
 
@@ -134,12 +137,14 @@ def gate(result: ValidationResult, threshold: float | None = None, *,
          thresholds: Mapping[str, float] | None = None, window: str = "") -> GateDecision:
     """Publish unless the share of error-failing rows exceeds the stream's threshold.
 
-    The threshold is `threshold` if given, else `thresholds[stream]`, else the suite's own.
+    The threshold is `threshold` if given, else `thresholds[stream]`, else wfm.toml's, else the suite's own.
     Publishing means the good rows land and the bad ones go to quarantine; a window held back
     lands nothing.
     """
     if threshold is None:
-        threshold = (thresholds or {}).get(result.stream, _suite(result.stream).threshold)
+        configured = policy_of(result.stream).threshold
+        threshold = (thresholds or {}).get(result.stream, _suite(result.stream).threshold if configured is None
+                                           else configured)
     head = f"{result.stream} window {window}" if window else result.stream
     if not result.rows:
         return GateDecision(True, f"{head}: no rows")
@@ -152,6 +157,12 @@ def gate(result: ValidationResult, threshold: float | None = None, *,
     if result.warnings:
         message += "; warnings: " + "; ".join(f"{c.name} {c.unexpected_count:,} rows" for c in result.warnings)
     return GateDecision(result.failed_share <= threshold, message)
+
+
+def policy_of(stream_name: str) -> ExpectationPolicy:
+    """The stream's row-check policy from wfm.toml, checked against its suite's check names."""
+    names = tuple(check_name(e.configuration) for e in _suite(stream_name).expectations.expectations)
+    return expectation_policy(stream_name, names)
 
 
 def _suite(stream_name: str) -> Suite:
@@ -186,18 +197,22 @@ def _batch_definitions() -> dict[str, BatchDefinition]:
             for name in SUITES}
 
 
-def _read(stream_name: str, results: list, suite: Suite) -> tuple[list[ExpectationResult], dict[int, list[str]]]:
-    """Checks in the suite's order, and the failing rows of the error-severity ones."""
+def _read(stream_name: str, results: list, suite: Suite,
+          policy: ExpectationPolicy) -> tuple[list[ExpectationResult], dict[int, list[str]]]:
+    """Checks in the suite's order (less those the policy turns off), and the failing rows of the
+    error-severity ones."""
     outcomes = {check_name(outcome.expectation_config): outcome for outcome in results}
     checks: list[ExpectationResult] = []
     failed_rows: dict[int, list[str]] = {}
     for expectation in suite.expectations.expectations:
         name = check_name(expectation.configuration)
+        if policy.severities.get(name) == OFF:
+            continue
         outcome = outcomes[name]
         found = outcome.result
         if error := _raised(outcome.exception_info):
             raise QualityCheckError(f"{stream_name}: {name} could not run: {error}")
-        severity = ERROR if expectation.severity == FailureSeverity.CRITICAL else WARN
+        severity = policy.severities.get(name) or (ERROR if expectation.severity == FailureSeverity.CRITICAL else WARN)
         examples = tuple(_show(v) for v in found.get("partial_unexpected_list", [])[:EXAMPLES])
         checks.append(ExpectationResult(name, severity, bool(outcome.success), int(found.get("unexpected_count") or 0),
                                   examples))

@@ -11,19 +11,24 @@ and derived tables any rows. The rules run as one Great Expectations checkpoint,
 `UnexpectedRowsExpectation` on a PostgreSQL datasource (`gx_docs.py`), and the Data Docs under
 `docs_dir` are rebuilt. Each (rule, day) becomes a row of `wfm_meta.check_results`.
 
-Severity "error" blocks publication: a failing day of the subject table gets a row in
-`wfm_meta.partition_holds` (in the transaction that stores the results), `lake.publish` skips
-held partitions, and a partition published before the rule could be checked is withdrawn from
-the lake and queued again. PostgreSQL keeps the rows — they are committed, and the next landing
-may correct them — so readers who want only reconciled data read the lake or join the holds.
-When the rule passes on a later run, the hold goes and the partition is published. "warn"
-results are stored and logged, and hold nothing.
+Severity "error" blocks publication: a failing day of the subject table gets rows in
+`wfm_meta.partition_holds` (in the transaction that stores the results, `engine/quality/holds.py`):
+for the groups or agents that broke when the rule can name them, else for the whole day.
+`lake.publish` leaves held rows out and skips partitions held whole, and a partition published
+before the rule could be checked is withdrawn from the lake (or rewritten without the held rows)
+and queued again. PostgreSQL keeps the rows — they are committed, and the next landing may
+correct them — so readers who want only reconciled data read the lake or join the holds. When
+the rule passes on a later run, or is waived (`wfm quality waive`), the hold goes and the
+partition is published. "warn" results are stored and logged, and hold nothing. Each rule's
+severity and tolerances come from wfm.toml over the declared defaults
+(`engine/quality/policies.py`) and are stored with its results; an "off" rule is not run, and
+lifts the holds it had.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import os
 import re
 import string
 import threading
@@ -36,35 +41,22 @@ import orjson
 import psycopg
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from psycopg import sql
 
 from engine import catalog
 from engine.derived import AGENT_EMPLOYEE_MAP
 from engine.landing import lake, ledger
+from engine.landing.warehouse import table_ident
 from engine.push import webhook_outbox
-from engine.quality import reports
+from engine.quality import holds, reports
+from engine.quality.policies import OFF, RulePolicy, Tolerances, rule_policy
 from engine.quality.rules import ERROR, RULES, WARN, Rule
 
 __all__ = ["RuleResult", "Outcome", "Tolerances", "period_days", "reconcile", "reconcile_landed"]
 
 STREAMS = {**catalog.STREAMS, AGENT_EMPLOYEE_MAP.name: AGENT_EMPLOYEE_MAP}
+SCOPE_SHARE = 0.5   # more than half of a day's groups or agents broken: the day is held whole
 _GX_LOCK = threading.Lock()
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """How far honest data may disagree; `from_env` reads WFM_RECONCILE_<FIELD> overrides."""
-
-    seconds: float = 1.0          # statuses and calls vs login sessions, and status overlaps
-    calls: int = 1                # handled calls vs the interval statistics, absolute ...
-    calls_share: float = 0.05     # ... or this share of notUniqueTreated, whichever is larger
-    chat_ms: int = 1000           # chat work time vs logged-in time of an agent-day
-    settle_hours: float = 12.0    # a day of history is judged once landed this long after it ended
-
-    @classmethod
-    def from_env(cls) -> "Tolerances":
-        values = {name: type(getattr(cls, name))(os.environ[f"WFM_RECONCILE_{name.upper()}"])
-                  for name in cls.__dataclass_fields__ if f"WFM_RECONCILE_{name.upper()}" in os.environ}
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -78,6 +70,9 @@ class RuleResult:
     success: bool
     unexpected_count: int = 0
     examples: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()     # what broke, as JSON objects of the rule's scope columns
+    waived: bool = False             # a waiver lets this partition through despite the rule
+    whole: bool = False              # too much broke to hold only the scopes: the partition is held
 
 
 @dataclass
@@ -92,7 +87,7 @@ class Outcome:
 
     @property
     def errors(self) -> list[RuleResult]:
-        return [r for r in self.results if r.severity == ERROR and not r.success]
+        return [r for r in self.results if r.severity == ERROR and not r.success and not r.waived]
 
     @property
     def warnings(self) -> list[RuleResult]:
@@ -117,18 +112,26 @@ def reconcile(database_url: str, lake_path: str, docs_dir: Path | str, run_id: u
     """
     tolerances = tolerances or Tolerances.from_env()
     outcome = Outcome()
+    concerned = [rule for rule in RULES if set(rule.reads) & set(landed)]
+    policies = {rule.name: rule_policy(rule, tolerances) for rule in concerned}
     with psycopg.connect(database_url) as conn:
         ledger.ensure_meta(conn)
-        plans = [(rule, checked) for rule in RULES if set(rule.reads) & set(landed)
-                 if (checked := _ready(conn, rule, _candidates(conn, rule, landed, days), tolerances))]
+        for rule in concerned:
+            if policies[rule.name].severity == OFF:
+                outcome.released |= holds.release_rule(conn, rule.name, run_id)
+        plans = [(dataclasses.replace(rule, severity=policy.severity), checked, policy) for rule in concerned
+                 if (policy := policies[rule.name]).severity != OFF
+                 if (checked := _ready(conn, rule, _candidates(conn, rule, landed, days), policy.tolerances))]
     if plans:
-        outcome.results, outcome.docs = _validate(database_url, plans, tolerances, Path(docs_dir), run_id)
+        outcome.results, outcome.docs = _validate(database_url, plans, Path(docs_dir), run_id)
         with psycopg.connect(database_url) as conn:
-            _store(conn, run_id, outcome)
-    subjects = {rule.subject for rule in RULES if set(rule.reads) & set(landed)}
+            outcome.results = [_judge_scope(conn, r, {rule.name: rule for rule in concerned}[r.check])
+                               for r in outcome.results]
+            holds.store(conn, run_id, outcome, {rule.name: policy.record() for rule, _, policy in plans})
+    subjects = {rule.subject for rule in concerned}
     with psycopg.connect(database_url, autocommit=True) as conn:
         for table in sorted(subjects):
-            for partition in _held(conn, table):
+            for partition in holds.whole_holds(conn, table):
                 lake.withdraw_partition(lake_path, table, partition)
             if table != skip_publish and table in STREAMS:
                 outcome.published[table] = lake.publish(conn, STREAMS[table], lake_path)
@@ -198,7 +201,8 @@ def _ready(conn: psycopg.Connection, rule: Rule, days: set[dt.date], tolerances:
 
 
 def render(rule: Rule, days: list[dt.date], tolerances: Tolerances) -> str:
-    """The rule's query for these days: one row per failing day with the count and three examples."""
+    """The rule's query for these days: one row per failing day with the count, three examples
+    and the scopes that broke (JSON objects of the rule's scope columns, at most MAX_SCOPES + 1)."""
     first, after = min(days), max(days) + dt.timedelta(days=1)
     inner = string.Template(rule.query).substitute(
         lo=f"TIMESTAMPTZ '{first.isoformat()} 00:00:00+00'", hi=f"TIMESTAMPTZ '{after.isoformat()} 00:00:00+00'",
@@ -206,69 +210,51 @@ def render(rule: Rule, days: list[dt.date], tolerances: Tolerances) -> str:
         seconds=float(tolerances.seconds), calls=int(tolerances.calls), calls_share=float(tolerances.calls_share),
         chat_ms=int(tolerances.chat_ms))
     listed = ", ".join(f"DATE '{d.isoformat()}'" for d in days)
+    scope = ", ".join(f"'{c}', {c}::text" for c in rule.scope)
+    scopes = (f"(array_agg(DISTINCT jsonb_build_object({scope})::text))[1:{holds.MAX_SCOPES + 1}]"
+              if rule.scope else "ARRAY[]::text[]")
     return (f"SELECT day AS partition, count(*) AS unexpected_count, "
-            f"(array_agg(example ORDER BY example))[1:3] AS examples FROM ({inner}) AS broken "
+            f"(array_agg(example ORDER BY example))[1:3] AS examples, {scopes} AS scopes FROM ({inner}) AS broken "
             f"WHERE day = ANY(ARRAY[{listed}]) GROUP BY day ORDER BY day")
 
 
-def _validate(database_url: str, plans: list[tuple[Rule, list[dt.date]]], tolerances: Tolerances,
+def _validate(database_url: str, plans: list[tuple[Rule, list[dt.date], RulePolicy]],
               docs_dir: Path, run_id: uuid.UUID) -> tuple[list[RuleResult], str]:
     """Run the plans as one GX checkpoint (Data Docs built by its action); results per rule and day."""
     from engine.quality.gx_docs import run_checkpoint
 
-    queries = [(rule, render(rule, days, tolerances)) for rule, days in plans]
+    queries = [(rule, render(rule, days, policy.tolerances)) for rule, days, policy in plans]
     with _GX_LOCK:
         failing, docs = run_checkpoint(_sqlalchemy_url(database_url), queries, docs_dir, f"reconcile-{run_id}")
     results = []
-    for rule, days in plans:
+    for rule, days, _ in plans:
         found = {str(row["partition"])[:10]: row for row in failing[rule.name]}
         for day in days:
             row = found.get(day.isoformat())
             results.append(RuleResult(rule.name, rule.severity, rule.subject, lake.partition_name(day),
                                        row is None, int(row["unexpected_count"]) if row else 0,
-                                       tuple(row["examples"] or ()) if row else ()))
+                                       tuple(row["examples"] or ()) if row else (),
+                                       tuple(_canonical(s) for s in row["scopes"] or ()) if row else ()))
     return results, docs
 
 
-def _store(conn: psycopg.Connection, run_id: uuid.UUID, outcome: Outcome) -> None:
-    """Results, new holds and lifted holds in one transaction; a new hold queues its partition again."""
-    with conn.transaction(), conn.cursor() as cur:
-        cur.executemany("""INSERT INTO wfm_meta.check_results (run_id, check_name, severity, table_name, partition,
-                           success, unexpected_count, examples) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
-                        [(run_id, r.check, r.severity, r.table, r.partition, r.success, r.unexpected_count,
-                          orjson.dumps(list(r.examples)).decode()) for r in outcome.results])
-        for r in outcome.results:
-            if r.severity != ERROR:
-                continue
-            if r.success:
-                cur.execute("""DELETE FROM wfm_meta.partition_holds WHERE table_name = %s AND partition = %s
-                               AND check_name = %s""", (r.table, r.partition, r.check))
-                if cur.rowcount:
-                    outcome.released.add((r.table, r.partition))
-                continue
-            cur.execute("""INSERT INTO wfm_meta.partition_holds (table_name, partition, check_name, run_id)
-                           VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING""", (r.table, r.partition, r.check, run_id))
-            ledger.mark_partitions(conn, r.table, [r.partition], run_id)
-            outcome.held.add((r.table, r.partition))
-        outcome.released -= {(t, p) for t, p in outcome.released if _held(conn, t, p)}
+def _judge_scope(conn: psycopg.Connection, result: RuleResult, rule: Rule) -> RuleResult:
+    """Mark a failing result `whole` when its scopes are no fair summary of what broke: none named,
+    more than MAX_SCOPES, or more than SCOPE_SHARE of the partition's groups or agents."""
+    if result.success or not result.scopes or rule.subject not in STREAMS:
+        return result
+    if len(result.scopes) > holds.MAX_SCOPES:
+        return dataclasses.replace(result, whole=True)
+    stream = STREAMS[rule.subject]
+    total = conn.execute(sql.SQL("SELECT count(DISTINCT ({})) FROM {} WHERE {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, rule.scope)), table_ident(stream),
+        lake.partition_filter(stream, result.partition))).fetchone()[0]
+    return dataclasses.replace(result, whole=len(result.scopes) > SCOPE_SHARE * max(total, 1))
 
 
-def _held(conn: psycopg.Connection, table: str, partition: str | None = None) -> list[str]:
-    """Held partitions of a table (or whether one partition is held)."""
-    return [p for (p,) in conn.execute(
-        """SELECT DISTINCT partition FROM wfm_meta.partition_holds WHERE table_name = %s
-           AND (%s::text IS NULL OR partition = %s) ORDER BY 1""", (table, partition, partition))]
-
-
-def held_partitions(database_url: str) -> dict[str, list[str]]:
-    """Every held partition, by table."""
-    with psycopg.connect(database_url) as conn:
-        ledger.ensure_meta(conn)
-        rows = conn.execute("SELECT DISTINCT table_name, partition FROM wfm_meta.partition_holds ORDER BY 1, 2")
-        out: dict[str, list[str]] = {}
-        for table, partition in rows:
-            out.setdefault(table, []).append(partition)
-        return out
+def _canonical(scope: str) -> str:
+    """A scope as the holds store it: JSON with sorted keys, no spaces."""
+    return orjson.dumps(orjson.loads(scope), option=orjson.OPT_SORT_KEYS).decode()
 
 
 def period_days(runs: Iterable[Mapping], limit: int = 62) -> list[dt.date]:

@@ -116,7 +116,8 @@ def write_dashboard(database_url: str, docs_dir: Path | str, since: dt.datetime 
         rates = pass_rates(conn, since)
         series = daily_row_rates(conn, since)
         quarantined = quarantine_counts(conn, since)
-        held = conn.execute("""SELECT h.table_name, h.partition, h.check_name, (
+        held = conn.execute("""SELECT h.table_name, h.partition, h.check_name,
+                                   CASE WHEN h.scope = '' THEN 'all' ELSE h.scope END, (
                                    SELECT c.unexpected_count || ' rows, e.g. ' || coalesce(c.examples ->> 0, '')
                                    FROM wfm_meta.check_results c WHERE c.table_name = h.table_name
                                    AND c.partition = h.partition AND c.check_name = h.check_name AND NOT c.success
@@ -130,7 +131,7 @@ def write_dashboard(database_url: str, docs_dir: Path | str, since: dt.datetime 
             "<h2>Rows passing the row checks, per day</h2>", line_chart(series),
             "<h2>Quarantined rows per stream</h2>", bar_chart(quarantined),
             "<h2>Partitions held back by reconciliation</h2>",
-            _table(("table", "partition", "failing rule", "last result"), held) if held else "<p>None.</p>",
+            _table(("table", "partition", "failing rule", "rows held", "last result"), held) if held else "<p>None.</p>",
             "<h2>Pass rates</h2>",
             _table(("stream", "rule", "unit", "checked", "passed", "pass rate"),
                    [(r.stream, r.rule, r.unit, r.checked, r.passed, _percent(r.rate)) for r in rates])]
