@@ -77,6 +77,17 @@ def _register_quality() -> None:
 _register_quality()
 
 
+def _register_state() -> None:
+    """`wfm state show|set|reset` and `wfm lake rebuild|verify` (see wfm/state_commands.py)."""
+    from wfm.state_commands import lake_app, state_app
+
+    app.add_typer(state_app, name="state")
+    app.add_typer(lake_app, name="lake")
+
+
+_register_state()
+
+
 # readable=False: an unreadable file is refused by the reader, in one line naming it, not by click's usage box
 FileArg = Annotated[Path, typer.Argument(help="CSV, Parquet, JSON or NDJSON file", readable=False)]
 StreamOpt = Annotated[str, typer.Option("--stream", help="the stream (table) the file holds")]

@@ -6,8 +6,9 @@ the watermark of a stream moves to the start of the earliest window of the run t
 landed yet (capped at the run's start time), under a row lock, by the transaction that lands a
 window. The quality tables live here too: `check_results` and `partition_holds`
 (`engine/quality/reconcile.py`, `engine/quality/holds.py`: scoped holds, and `waivers`),
-`schema_drift` (`engine/landing/drift.py`), and the quarantine's resolution columns
-(`engine/quality/replay.py`).
+`schema_drift` (`engine/landing/drift.py`), the quarantine's resolution columns
+(`engine/quality/replay.py`), and the operator's watermark changes, `state_changes`
+(`engine/landing/state.py`).
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ CREATE TABLE IF NOT EXISTS {META}.waivers (
   reason text NOT NULL, waived_by text NOT NULL, waived_at timestamptz NOT NULL DEFAULT now(),
   holds_lifted int NOT NULL);
 CREATE INDEX IF NOT EXISTS waivers_partition ON {META}.waivers (table_name, partition, check_name);
+CREATE TABLE IF NOT EXISTS {META}.state_changes (
+  id bigserial PRIMARY KEY, stream text NOT NULL, action text NOT NULL, watermark_before timestamptz,
+  watermark_after timestamptz, reason text, changed_by text NOT NULL, changed_at timestamptz NOT NULL DEFAULT now());
 """
 
 
@@ -241,6 +245,13 @@ def pending_partitions(conn: psycopg.Connection, table: str) -> list[tuple[str, 
         f"""SELECT partition, run_id FROM {META}.lake_pending p WHERE table_name = %s AND NOT EXISTS (
             SELECT 1 FROM {META}.partition_holds h WHERE h.table_name = p.table_name AND h.partition = p.partition
             AND h.scope = '') ORDER BY partition""", (table,))]
+
+
+def whole_holds(conn: psycopg.Connection, table: str, partition: str | None = None) -> list[str]:
+    """Partitions of a table held whole (or whether one partition is)."""
+    return [p for (p,) in conn.execute(
+        f"""SELECT DISTINCT partition FROM {META}.partition_holds WHERE table_name = %s AND scope = ''
+            AND (%s::text IS NULL OR partition = %s) ORDER BY 1""", (table, partition, partition))]
 
 
 def held_scopes(conn: psycopg.Connection, table: str, partition: str) -> list[dict[str, str]]:

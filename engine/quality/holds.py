@@ -29,7 +29,7 @@ import psycopg
 from engine.landing import ledger
 from engine.quality.rules import ERROR, RULES
 
-__all__ = ["MAX_SCOPES", "release_rule", "store", "waive", "waived", "whole_holds"]
+__all__ = ["MAX_SCOPES", "release_rule", "store", "waive", "waived"]
 
 MAX_SCOPES = 20   # more groups or agents broken than this in one day: the day itself is suspect
 META = ledger.META
@@ -110,10 +110,3 @@ def waive(conn: psycopg.Connection, check: str, partition: str, reason: str, by:
 def waived(conn: psycopg.Connection) -> set[tuple[str, str, str]]:
     """(rule, table, partition) of every waiver."""
     return {tuple(r) for r in conn.execute(f"SELECT check_name, table_name, partition FROM {META}.waivers")}
-
-
-def whole_holds(conn: psycopg.Connection, table: str, partition: str | None = None) -> list[str]:
-    """Partitions of a table held whole (or whether one partition is)."""
-    return [p for (p,) in conn.execute(
-        f"""SELECT DISTINCT partition FROM {META}.partition_holds WHERE table_name = %s AND scope = ''
-            AND (%s::text IS NULL OR partition = %s) ORDER BY 1""", (table, partition, partition))]

@@ -131,7 +131,7 @@ def reconcile(database_url: str, lake_path: str, docs_dir: Path | str, run_id: u
     subjects = {rule.subject for rule in concerned}
     with psycopg.connect(database_url, autocommit=True) as conn:
         for table in sorted(subjects):
-            for partition in holds.whole_holds(conn, table):
+            for partition in ledger.whole_holds(conn, table):
                 lake.withdraw_partition(lake_path, table, partition)
             if table != skip_publish and table in STREAMS:
                 outcome.published[table] = lake.publish(conn, STREAMS[table], lake_path)

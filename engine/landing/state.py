@@ -1,0 +1,117 @@
+"""A stream's state as the operator sees it: watermark, last run, lag; and setting it by hand.
+
+    wfm state show [STREAM]                       # watermark, last run, lag, a run going, last change
+    wfm state set agent_calls --watermark 2026-11-10 --reason "re-read the day the vendor restated"
+    wfm state reset agent_calls                   # no watermark: the next incremental starts afresh
+
+The watermark is where the next incremental run starts (minus the stream's lookback). Moving it
+by hand is how an operator re-reads a stretch of history or skips one, and is the only state
+change a run does not make itself, so each change is a row of `wfm_meta.state_changes` (stream,
+before, after, reason, who, when) written in the transaction that changes the watermark, under
+the watermark's row lock. A change is refused while a run of the stream is going (its ledger
+row says `running`): that run would move the watermark again as its windows land. A run killed
+without closing its row stays `running`; `force` overrides the check for that case.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+from dataclasses import dataclass
+
+import psycopg
+
+from connectors.streams import Stream
+from engine import catalog
+from engine.landing.ledger import META
+
+__all__ = ["StreamState", "parse_watermark", "set_watermark", "states"]
+
+UTC = dt.timezone.utc
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """One incremental stream's watermark, its last run and how far behind now the watermark is."""
+
+    stream: str
+    watermark: dt.datetime | None
+    last_status: str | None
+    last_started: dt.datetime | None
+    last_finished: dt.datetime | None
+    running: str | None               # the run id of a run going now
+    last_change: str | None           # "set 2026-11-10 by ops at ...", the latest manual change
+
+    @property
+    def lag(self) -> dt.timedelta | None:
+        return None if self.watermark is None else dt.datetime.now(UTC) - self.watermark
+
+
+def incremental(name: str) -> Stream:
+    """The incremental stream called `name`; anything else is a one-line error."""
+    stream = catalog.STREAMS.get(name)
+    if stream is None:
+        raise ValueError(f"unknown stream {name!r}; incremental streams: {', '.join(_incremental_names())}")
+    if not stream.incremental:
+        raise ValueError(f"{name} is a snapshot stream: it has no watermark")
+    return stream
+
+
+def _incremental_names() -> list[str]:
+    return sorted(s.name for s in catalog.STREAMS.values() if s.incremental)
+
+
+def states(conn: psycopg.Connection, stream: str | None = None) -> list[StreamState]:
+    """The state of one incremental stream, or of all of them."""
+    names = [incremental(stream).name] if stream else _incremental_names()
+    rows = conn.execute(f"""
+        SELECT n.stream, w.value, r.status, r.started_at, r.finished_at,
+               (SELECT run_id::text FROM {META}.sync_runs g WHERE g.stream = n.stream AND g.status = 'running'
+                ORDER BY started_at DESC LIMIT 1),
+               (SELECT action || ' ' || coalesce(to_char(watermark_after AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'),
+                       'none') || ' by ' || changed_by || ' at ' || to_char(changed_at AT TIME ZONE 'UTC',
+                       'YYYY-MM-DD HH24:MI') FROM {META}.state_changes c WHERE c.stream = n.stream
+                ORDER BY id DESC LIMIT 1)
+        FROM unnest(%s::text[]) AS n(stream)
+        LEFT JOIN {META}.watermarks w ON w.stream = n.stream
+        LEFT JOIN LATERAL (SELECT status, started_at, finished_at FROM {META}.sync_runs s WHERE s.stream = n.stream
+                           ORDER BY started_at DESC LIMIT 1) r ON true
+        ORDER BY n.stream""", (names,)).fetchall()
+    return [StreamState(*row) for row in rows]
+
+
+def parse_watermark(text: str) -> dt.datetime:
+    """`YYYY-MM-DD` (midnight UTC) or an ISO instant with its zone (`2026-11-10T06:00+05:00`)."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"--watermark {text!r}: use YYYY-MM-DD or an ISO time with a zone, "
+                         f"e.g. 2026-11-10T06:00+00:00") from None
+    if len(text.strip()) == 10:
+        return value.replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        raise ValueError(f"--watermark {text!r} has no zone: add one, e.g. {text.strip()}+00:00")
+    return value.astimezone(UTC)
+
+
+def set_watermark(conn: psycopg.Connection, stream: str, value: dt.datetime | None, reason: str | None = None,
+                  by: str | None = None, force: bool = False) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Set (or with None, reset) a stream's watermark, logged; returns (before, after)."""
+    name = incremental(stream).name
+    if value is not None and value > dt.datetime.now(UTC):
+        raise ValueError(f"--watermark {value:%Y-%m-%d %H:%M} UTC is in the future: no run has read that far")
+    with conn.transaction():
+        conn.execute(f"INSERT INTO {META}.watermarks (stream) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
+        before = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s FOR UPDATE",
+                              (name,)).fetchone()[0]
+        going = conn.execute(f"""SELECT run_id, started_at FROM {META}.sync_runs WHERE stream = %s
+                                 AND status = 'running' ORDER BY started_at DESC LIMIT 1""", (name,)).fetchone()
+        if going and not force:
+            raise ValueError(f"a run of {name} is going (run {going[0]}, started {going[1]:%Y-%m-%d %H:%M} UTC): "
+                             f"wait for it, or pass --force if it died without closing its ledger row")
+        conn.execute(f"UPDATE {META}.watermarks SET value = %s, run_id = NULL, updated_at = now() WHERE stream = %s",
+                     (value, name))
+        conn.execute(f"""INSERT INTO {META}.state_changes (stream, action, watermark_before, watermark_after, reason,
+                         changed_by) VALUES (%s, %s, %s, %s, %s, %s)""",
+                     (name, "set" if value is not None else "reset", before, value, reason, by or getpass.getuser()))
+    return before, value

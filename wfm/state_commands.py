@@ -1,0 +1,153 @@
+"""`wfm state show|set|reset` and `wfm lake rebuild|verify`: the operator's repair commands.
+
+    wfm state show                                # every incremental stream: watermark, last run, lag
+    wfm state set agent_calls --watermark 2026-11-10 --reason "re-read after the vendor's restatement"
+    wfm state reset agent_calls                   # the next incremental starts as on the first day
+    wfm lake rebuild agent_calls --start 2026-11-01 --end 2026-11-30
+    wfm lake verify                               # exit 1 when any partition differs from PostgreSQL
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+state_app = typer.Typer(help="Watermarks: show, set, reset (each change logged in wfm_meta.state_changes).",
+                        no_args_is_help=True)
+lake_app = typer.Typer(help="The Parquet lake: rebuild from PostgreSQL, verify against it.", no_args_is_help=True)
+
+StreamArg = Annotated[str, typer.Argument(help="an incremental stream, e.g. agent_calls")]
+ReasonOpt = Annotated[Optional[str], typer.Option(help="why (kept with the change)")]
+ForceOpt = Annotated[bool, typer.Option(help="even though the ledger says a run is going (it died)")]
+TableArg = Annotated[Optional[str], typer.Argument(help="one table (default: every table)")]
+DayOpt = Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD, inclusive")]
+
+
+@state_app.command("show")
+def show(stream: Annotated[Optional[str], typer.Argument(help="one stream (default: all incremental)")] = None
+         ) -> None:
+    """Watermark, last run, lag behind now, a run going, the last manual change."""
+    def action(console) -> None:
+        from engine.landing import ledger, state
+
+        with _connect() as conn:
+            ledger.ensure_meta(conn)
+            found = state.states(conn, stream)
+        table = Table(title="stream state", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("stream", "watermark", "lag", "last run", "finished", "running", "last change"):
+            table.add_column(name, no_wrap=name != "last change")
+        for s in found:
+            table.add_row(s.stream, _when(s.watermark), _lag(s.lag), s.last_status or "", _when(s.last_finished),
+                          s.running or "", s.last_change or "")
+        console.print(table)
+    _run(action)
+
+
+@state_app.command("set")
+def set_(stream: StreamArg,
+         watermark: Annotated[str, typer.Option(help="YYYY-MM-DD (midnight UTC) or an ISO time with a zone")],
+         reason: ReasonOpt = None, force: ForceOpt = False) -> None:
+    """Move a stream's watermark: the next incremental run starts there (minus the lookback)."""
+    def action(console) -> None:
+        from engine.landing import state
+
+        with _connect() as conn:
+            _ensure(conn)
+            before, after = state.set_watermark(conn, stream, state.parse_watermark(watermark), reason, force=force)
+        console.print(f"{stream}: watermark {_when(before) or 'none'} -> {_when(after)}", highlight=False)
+    _run(action)
+
+
+@state_app.command("reset")
+def reset(stream: StreamArg, reason: ReasonOpt = None, force: ForceOpt = False) -> None:
+    """Remove a stream's watermark: the next incremental run starts as a first one would."""
+    def action(console) -> None:
+        from engine.landing import state
+
+        with _connect() as conn:
+            _ensure(conn)
+            before, _ = state.set_watermark(conn, stream, None, reason, force=force)
+        console.print(f"{stream}: watermark {_when(before) or 'none'} -> none", highlight=False)
+    _run(action)
+
+
+@lake_app.command("rebuild")
+def rebuild(table: TableArg = None, start: DayOpt = None, end: DayOpt = None) -> None:
+    """Rewrite the lake's partitions from committed rows (atomically each, holds honoured)."""
+    def action(console) -> None:
+        from engine import database, paths
+        from engine.landing import lake_repair
+
+        if start and end and end < start:
+            raise ValueError(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}")
+        streams = [lake_repair.table_named(table)] if table else list(lake_repair.lake_tables().values())
+        for stream in streams:
+            report = lake_repair.rebuild(database.database_url(), paths.lake_path(), stream,
+                                         start and start.date(), end and end.date())
+            if report.written or report.withdrawn or table:
+                console.print(f"{stream.name}: {len(report.written)} partition(s) written, "
+                              f"{len(report.withdrawn)} removed", highlight=False)
+    _run(action)
+
+
+@lake_app.command("verify")
+def verify(table: TableArg = None) -> None:
+    """Compare every partition with PostgreSQL (count and checksum); exit 1 on any difference."""
+    def action(console) -> None:
+        from engine import database, paths
+        from engine.landing import lake_repair
+
+        streams = [lake_repair.table_named(table)] if table else list(lake_repair.lake_tables().values())
+        findings = [f for s in streams for f in lake_repair.verify(database.database_url(), paths.lake_path(), s)]
+        faults = [f for f in findings if f.status in lake_repair.FAULTS]
+        listed = Table(title="lake vs PostgreSQL", box=box.SIMPLE_HEAD, pad_edge=False)
+        for name in ("table", "partition", "status", "detail"):
+            listed.add_column(name)
+        for f in findings:
+            if f.status != "equal":
+                listed.add_row(f.table, f.partition or "(one file)", f.status, f.detail,
+                               style="red" if f in faults else None)
+        if listed.row_count:
+            console.print(listed)
+        equal = sum(f.status == "equal" for f in findings)
+        console.print(f"{equal} partition(s) equal, {len(faults)} fault(s)", highlight=False)
+        if faults:
+            raise typer.Exit(1)
+    _run(action)
+
+
+def _ensure(conn) -> None:
+    from engine.landing import ledger
+
+    ledger.ensure_meta(conn)
+
+
+def _run(action) -> None:
+    from wfm.console import console, guarded
+
+    guarded(lambda: action(console))
+
+
+def _connect():
+    import psycopg
+
+    from engine import database
+
+    return psycopg.connect(database.database_url(), autocommit=True)
+
+
+def _when(value: object) -> str:
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return "" if value is None else str(value)
+
+
+def _lag(lag: dt.timedelta | None) -> str:
+    if lag is None:
+        return ""
+    hours = lag.total_seconds() / 3600
+    return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} d"
