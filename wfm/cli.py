@@ -78,11 +78,12 @@ _register_quality()
 
 
 def _register_state() -> None:
-    """`wfm state show|set|reset` and `wfm lake rebuild|verify` (see wfm/state_commands.py)."""
-    from wfm.state_commands import lake_app, state_app
+    """`wfm state show|set|reset`, `wfm lake rebuild|verify`, `wfm grants` (see wfm/state_commands.py)."""
+    from wfm.state_commands import grants_command, lake_app, state_app
 
     app.add_typer(state_app, name="state")
     app.add_typer(lake_app, name="lake")
+    app.command("grants")(grants_command)
 
 
 _register_state()

@@ -1,10 +1,11 @@
-"""`wfm state show|set|reset` and `wfm lake rebuild|verify`: the operator's repair commands.
+"""`wfm state show|set|reset`, `wfm lake rebuild|verify` and `wfm grants`: the operator's commands.
 
     wfm state show                                # every incremental stream: watermark, last run, lag
     wfm state set agent_calls --watermark 2026-11-10 --reason "re-read after the vendor's restatement"
     wfm state reset agent_calls                   # the next incremental starts as on the first day
     wfm lake rebuild agent_calls --start 2026-11-01 --end 2026-11-30
     wfm lake verify                               # exit 1 when any partition differs from PostgreSQL
+    wfm grants --role wfm_analyst                 # read-only on the published tables, personal columns withheld
 """
 
 from __future__ import annotations
@@ -117,6 +118,20 @@ def verify(table: TableArg = None) -> None:
         console.print(f"{equal} partition(s) equal, {len(faults)} fault(s)", highlight=False)
         if faults:
             raise typer.Exit(1)
+    _run(action)
+
+
+def grants_command(role: Annotated[str, typer.Option(help="the role to create or update (NOLOGIN)")] = "wfm_analyst"
+                   ) -> None:
+    """Create a read-only analyst role on the published tables (no personal columns, nothing in wfm_meta)."""
+    def action(console) -> None:
+        from engine import grants
+
+        with _connect() as conn:
+            withheld = grants.grant_analyst(conn, role)
+        console.print(f"{role}: SELECT on the published tables; withheld: "
+                      + ("; ".join(f"{t} {', '.join(c)}" for t, c in withheld.items()) or "nothing")
+                      + f"; nothing in wfm_meta. Give it to people with GRANT {role} TO <user>", highlight=False)
     _run(action)
 
 

@@ -5,14 +5,15 @@ temporary file and moved over the old one (an atomic rename), so a reader sees t
 or the new one, never half of one, and Parquet always agrees with PostgreSQL. The partitions to
 rebuild are queued in `wfm_meta.lake_pending` by the landing transaction itself, so a crash
 between commit and publication is repaired by the next run. Tables without a partition column
-are one file, `<lake>/<table>/part-0.parquet`. A writer killed mid-swap leaves its temporary file
-(`.part-0.parquet.<id>.tmp`: hidden, not `*.parquet`, so no reader takes it for data); the next
-write of that partition deletes temporary files older than an hour. A partition a reconciliation
-check holds whole (`wfm_meta.partition_holds`, see `engine/quality/holds.py`) stays queued and
-unpublished, and one published before the check failed is withdrawn until the check passes; a
-partition held for some groups or agents only is published without their rows. A partition that
-cannot be written (whatever the reason) is logged and stays queued; the others are published and
-later runs go on (`publish` never fails a run for one partition).
+are one file, `<lake>/<table>/part-0.parquet`. Personal columns are hashed or left out as
+`engine/landing/personal_data.py` says (SNILS: a keyed hash). A writer killed mid-swap leaves its
+temporary file (`.part-0.parquet.<id>.tmp`: hidden, not `*.parquet`, so no reader takes it for
+data); the next write of that partition deletes temporary files older than an hour. A partition a
+reconciliation check holds whole (`wfm_meta.partition_holds`, see `engine/quality/holds.py`)
+stays queued and unpublished, and one published before the check failed is withdrawn until the
+check passes; a partition held for some groups or agents only is published without their rows.
+A partition that cannot be written (whatever the reason) is logged and stays queued; the others
+are published and later runs go on (`publish` never fails a run for one partition).
 
 Snapshot streams (keyed by `snapshot_at`: the online tables) append instead: each snapshot is a
 file of its own, `date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ.parquet`, queued as the partition
@@ -43,7 +44,7 @@ from psycopg import sql
 from connectors.records import EXTRA
 from connectors.streams import Stream
 from engine import zones
-from engine.landing import ledger
+from engine.landing import ledger, personal_data
 from engine.landing.warehouse import columns, table_ident
 
 FILE = "part-0.parquet"
@@ -79,10 +80,12 @@ def snapshot_moment(partition: str) -> dt.datetime | None:
 
 
 def lake_schema(stream: Stream) -> pa.Schema:
-    """The stream's columns, `local_date` where it has one (`tasks.zones`), `_extra`, lineage."""
+    """The stream's columns less those the personal data policy drops, `local_date` where it has one
+    (`tasks.zones`), `_extra`, lineage."""
     local = [pa.field(zones.LOCAL_DATE, pa.date32())] if zones.has_local_date(stream) else []
-    return pa.schema(list(stream.schema) + local + [pa.field(EXTRA, pa.string()), pa.field("_run_id", pa.string()),
-                                                    pa.field("_extracted_at", pa.timestamp("us", tz="UTC"))])
+    return pa.schema(personal_data.lake_fields(stream, list(stream.schema)) + local + [
+        pa.field(EXTRA, pa.string()), pa.field("_run_id", pa.string()),
+        pa.field("_extracted_at", pa.timestamp("us", tz="UTC"))])
 
 
 # lake root -> fsspec options of its LakeLocation block (keys, endpoint ...). They are secrets,
@@ -146,7 +149,7 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str,
         parsed = pa.array([None if v is None else orjson.loads(v) for v in table.column(name).to_pylist()],
                           schema.field(name).type)
         table = table.set_column(table.schema.get_field_index(name), name, parsed)
-    return table.cast(schema)
+    return personal_data.apply(stream, table.cast(schema))
 
 
 def partition_filter(stream: Stream, partition: str) -> sql.Composable:

@@ -23,6 +23,8 @@ import psycopg
 
 from connectors.records import Reject
 from connectors.streams import Window
+from engine import catalog
+from engine.landing import personal_data
 from engine.landing.warehouse import jsonb_safe
 
 META = "wfm_meta"
@@ -216,12 +218,15 @@ def advance_watermark(conn: psycopg.Connection, run_id: uuid.UUID, stream: str, 
 
 def quarantine(conn: psycopg.Connection, stream: str, run_id: uuid.UUID, window: Window,
                rejects: Sequence[Reject]) -> int:
-    """Store rejected records with their reasons; a record rejected again is not stored twice."""
+    """Store rejected records with their reasons; a record rejected again is not stored twice.
+    Personal fields are hashed or removed first, as the lake has them (`engine/landing/personal_data.py`)."""
     if not rejects:
         return 0
+    declared = catalog.IMPORTABLE.get(stream)
+    mask = personal_data.masker(declared) if declared else (lambda record: record)
     rows = []
     for reject in rejects:
-        body = jsonb_safe(orjson.dumps(reject.record, option=orjson.OPT_SORT_KEYS, default=str).decode())
+        body = jsonb_safe(orjson.dumps(mask(reject.record), option=orjson.OPT_SORT_KEYS, default=str).decode())
         digest = hashlib.sha1(body.encode()).hexdigest()
         rows.append((stream, run_id, window.start, window.end, reject.reason, reject.field, body, digest))
     with conn.cursor() as cur:

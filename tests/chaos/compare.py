@@ -3,13 +3,15 @@
 Rows are compared whole — every data column of every `wfm.*` table — except the lineage
 columns `_run_id` and `_extracted_at`, which say which run wrote a row and so legitimately
 differ between two landings. The lake is read back with pyarrow (a real Parquet reader, not the
-code that wrote it) and compared with PostgreSQL lineage included.
+code that wrote it) and compared with PostgreSQL lineage included, personal columns as the
+policy publishes them (hashed with the key, or left out).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import decimal
+import os
 from pathlib import Path
 
 import orjson
@@ -28,13 +30,23 @@ def tables(database_url: str) -> list[str]:
     return [n for n in names if n not in SKIPPED]
 
 
-def rows(database_url: str, table: str, lineage: bool = False) -> list[tuple]:
-    """Every row of `wfm.<table>` as comparable values, sorted; lineage columns only when asked."""
+def rows(database_url: str, table: str, lineage: bool = False, as_published: bool = False) -> list[tuple]:
+    """Every row of `wfm.<table>` as comparable values, sorted; lineage columns only when asked;
+    `as_published`: personal columns hashed or left out as the lake has them (engine/landing/personal_data.py)."""
+    from engine.landing import personal_data
+    from engine.landing.lake_repair import lake_tables
+
+    stream = lake_tables().get(table)
+    chosen = personal_data.policy(stream) if as_published and stream else {}
+    key = personal_data.KEY_VARIABLE in os.environ and os.environ[personal_data.KEY_VARIABLE].encode() or None
     with psycopg.connect(database_url) as conn:
         conn.execute("SET TIME ZONE 'UTC'")
         cur = conn.execute(f'SELECT * FROM wfm."{table}"')
-        keep = [i for i, c in enumerate(cur.description) if lineage or c.name not in LINEAGE]
-        return sorted((tuple(plain(r[i]) for i in keep) for r in cur), key=repr)
+        names = [c.name for c in cur.description]
+        keep = [i for i, c in enumerate(names) if (lineage or c not in LINEAGE) and chosen.get(c) != "drop"]
+        hashed = {i for i in keep if chosen.get(names[i]) == "hash"}
+        return sorted((tuple(plain(personal_data.pseudonym(r[i], key) if i in hashed else r[i]) for i in keep)
+                       for r in cur), key=repr)
 
 
 def differences(left_url: str, right_url: str) -> list[str]:
@@ -63,7 +75,7 @@ def lake_problems(database_url: str, lake: Path) -> list[str]:
                 problems.append(f"{path.relative_to(lake)} is not a readable Parquet file: {exc}")
                 continue
             parquet += [tuple(plain(v, name) for name, v in row.items()) for row in data.to_pylist()]
-        expected = rows(database_url, table, lineage=True)
+        expected = rows(database_url, table, lineage=True, as_published=True)
         if files and sorted(parquet, key=repr) != expected:
             problems.append(f"lake {table}: {len(parquet)} Parquet row(s) ≠ {len(expected)} PostgreSQL row(s)")
         elif not files and expected and table != "agent_employee_map":

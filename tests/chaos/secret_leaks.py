@@ -7,6 +7,10 @@ and after CLI commands, every place a secret could leak to is read: Python and P
 Prefect artifacts, every row of every `wfm` and `wfm_meta` table as text, every file under the
 lake and the data dir (Parquet bytes and decoded values, Data Docs), webhook bodies, error
 messages and CLI output. The figure is the number of occurrences found; it must be 0.
+
+Personal data is scanned the same way: every SNILS the 1C simulator served (read back from
+`wfm.employees`, the one place it is kept in the clear) is searched for in the lake and in every
+`wfm_meta` row (the quarantine's raw records among them); the personal data key is a secret too.
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from .lab import SIM_START, fresh_database, pointed_at, simulator
 
 SECRETS = {"cc client secret": "csec-ZEBRA-7781-ocelot", "1C password": "onec-PW-QUOKKA-5521",
            "warehouse password": "dbpw-NARWHAL-9042", "webhook secret": "whsec-AXOLOTL-3310",
-           "bearer token": "tok-PANGOLIN-6677", "wrong 1C password": "bad-PW-WOMBAT-1187"}
+           "bearer token": "tok-PANGOLIN-6677", "wrong 1C password": "bad-PW-WOMBAT-1187",
+           "personal data key": "pii-KEY-TAPIR-4410"}
 FERNET_KEY = "mK0V1qkqW2dXkGm6v4bq3kq0sQ2vQ9o7H1N5cQ8m3gU="
 
 
@@ -63,6 +68,7 @@ def secret_leaks(server: str, days: int = 1) -> Outcome:
             extra = {"WFM_CC_AUTH": "oauth2", "WFM_CC_CLIENT_ID": "wfm-chaos",
                      "WFM_CC_CLIENT_SECRET": SECRETS["cc client secret"], "WFM_CC_TOKEN": SECRETS["bearer token"],
                      "WFM_ONEC_PASSWORD": SECRETS["1C password"], "WFM_SECRET_KEY": FERNET_KEY,
+                     "WFM_PII_KEY": SECRETS["personal data key"],
                      "WFM_DATA_DIR": str(data)}
             with pointed_at(sim, url, lake, **extra):
                 texts = _exercise(sim, url, hooks.server_address[1], days)
@@ -72,6 +78,8 @@ def secret_leaks(server: str, days: int = 1) -> Outcome:
                       "webhook bodies": b"\n".join(Hooks.bodies).decode(errors="replace"),
                       "errors and CLI output": "\n".join(texts), "Prefect logs and artifacts": _prefect_texts(),
                       "database rows": _database_text(db), "lake and data dir": _files_text(Path(scratch))}
+            snils = _snils(db)
+            personal = {"lake": _files_text(lake), "wfm_meta rows": _database_text(db, ("wfm_meta",))}
     finally:
         hooks.shutdown()
         captured.close()
@@ -81,7 +89,14 @@ def secret_leaks(server: str, days: int = 1) -> Outcome:
         outcome.leaks += sum(text.count(SECRETS[name]) for name in found)
         outcome.problems += [f"{name} found in {place}" for name in found]
         outcome.held += not found
-    outcome.detail = f"{len(SECRETS)} secrets, {sum(len(t) for t in places.values()):,} characters scanned"
+    for place, text in personal.items():
+        found = [sn for sn in snils if sn in text]
+        outcome.tried += 1
+        outcome.leaks += sum(text.count(sn) for sn in found)
+        outcome.problems += [f"{len(found)} SNILS in the clear in {place}"] if found else []
+        outcome.held += not found
+    outcome.detail = (f"{len(SECRETS)} secrets and {len(snils)} SNILS, "
+                      f"{sum(len(t) for t in [*places.values(), *personal.values()]):,} characters scanned")
     outcome.exact = not outcome.problems
     return outcome
 
@@ -160,10 +175,16 @@ def _prefect_texts() -> str:
                       *(f"{r.parameters} {r.state and r.state.message}" for r in runs)])
 
 
-def _database_text(url: str) -> str:
+def _snils(url: str) -> list[str]:
+    """The SNILS the source served, as the warehouse keeps them (in the clear)."""
+    with psycopg.connect(url) as conn:
+        return [sn for (sn,) in conn.execute("SELECT DISTINCT sn FROM wfm.employees WHERE sn <> ''")]
+
+
+def _database_text(url: str, schemas: tuple[str, ...] = ("wfm", "wfm_meta")) -> str:
     with psycopg.connect(url) as conn:
         names = conn.execute("""SELECT table_schema, table_name FROM information_schema.tables
-                                WHERE table_schema IN ('wfm', 'wfm_meta')""").fetchall()
+                                WHERE table_schema = ANY(%s)""", (list(schemas),)).fetchall()
         return "\n".join(str(row[0]) for schema, table in names
                          for row in conn.execute(f'SELECT row_to_json(t)::text FROM "{schema}"."{table}" t'))
 
