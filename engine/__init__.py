@@ -17,4 +17,6 @@ fleet-wide concurrency limits, artifacts, a Secret block).
     progress.py    process-local progress hooks for the CLI's bars
     zones.py       time zones: an employee's area, the site's working day (`local_date`)
     retention.py   how long each ledger, audit and online table keeps its rows; prune
+    project_file.py  wfm.toml, the declarative configuration: one table per concern
+    grants.py      `wfm grants`: the read-only analyst role
 """

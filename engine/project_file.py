@@ -6,7 +6,8 @@ A concern reads its own table with `section("rules")` and validates it itself; t
 finds the file, parses it once per change (keyed by path, size and mtime) and turns a syntax
 error into one line naming the file, the line and the column. A missing file is an empty
 configuration: every concern then falls back to its declared defaults. Sections in use:
-`[rules]` and `[expectations]` (`engine/quality/policies.py`).
+`[rules]` and `[expectations]` (`engine/quality/policies.py`), `[personal_data]`
+(`engine/landing/personal_data.py`).
 """
 
 from __future__ import annotations
