@@ -98,16 +98,19 @@ def waive(rule: Annotated[str, typer.Argument(help="a reconciliation rule, e.g. 
 
 
 def run_waive(console, rule: str, partition: str, reason: str) -> None:
-    from engine import paths
+    import psycopg
+
     from engine.landing import lake, ledger
     from engine.quality import holds
     from engine.quality.reconcile import STREAMS
+    from engine.settings import resolve_settings
 
-    with _connect() as conn:
+    settings = resolve_settings()
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
         ledger.ensure_meta(conn)
         table, lifted = holds.waive(conn, rule, partition, reason)
         name = partition if partition.startswith("date=") else f"date={partition}"
-        written = lake.publish_partition(conn, STREAMS[table], paths.lake_path(), name)
+        written = lake.publish_partition(conn, STREAMS[table], settings.lake_path, name)
     others = "" if written else " (still held by another rule: not published)"
     console.print(f"{rule}: {lifted} hold(s) on {table} {name} waived{others}; "
                   f"{'published' if written else 'see `wfm quality`'}", highlight=False)

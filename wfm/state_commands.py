@@ -80,14 +80,15 @@ def reset(stream: StreamArg, reason: ReasonOpt = None, force: ForceOpt = False) 
 def rebuild(table: TableArg = None, start: DayOpt = None, end: DayOpt = None) -> None:
     """Rewrite the lake's partitions from committed rows (atomically each, holds honoured)."""
     def action(console) -> None:
-        from engine import database, paths
         from engine.landing import lake_repair
+        from engine.settings import resolve_settings
 
         if start and end and end < start:
             raise ValueError(f"--end {end:%Y-%m-%d} is before --start {start:%Y-%m-%d}")
         streams = [lake_repair.table_named(table)] if table else list(lake_repair.lake_tables().values())
+        settings = resolve_settings()     # the lake's storage options too, when it is a saved block
         for stream in streams:
-            report = lake_repair.rebuild(database.database_url(), paths.lake_path(), stream,
+            report = lake_repair.rebuild(settings.database_url, settings.lake_path, stream,
                                          start and start.date(), end and end.date())
             if report.written or report.withdrawn or table:
                 console.print(f"{stream.name}: {len(report.written)} partition(s) written, "
@@ -99,11 +100,12 @@ def rebuild(table: TableArg = None, start: DayOpt = None, end: DayOpt = None) ->
 def verify(table: TableArg = None) -> None:
     """Compare every partition with PostgreSQL (count and checksum); exit 1 on any difference."""
     def action(console) -> None:
-        from engine import database, paths
         from engine.landing import lake_repair
+        from engine.settings import resolve_settings
 
         streams = [lake_repair.table_named(table)] if table else list(lake_repair.lake_tables().values())
-        findings = [f for s in streams for f in lake_repair.verify(database.database_url(), paths.lake_path(), s)]
+        settings = resolve_settings()
+        findings = [f for s in streams for f in lake_repair.verify(settings.database_url, settings.lake_path, s)]
         faults = [f for f in findings if f.status in lake_repair.FAULTS]
         listed = Table(title="lake vs PostgreSQL", box=box.SIMPLE_HEAD, pad_edge=False)
         for name in ("table", "partition", "status", "detail"):
