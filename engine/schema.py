@@ -1,7 +1,8 @@
 """The warehouse's schema: one entry point creates every table and applies every migration, in order.
 
 Each table's DDL lives with the module that owns it: `landing/ledger.py` (schema `wfm_meta`: runs,
-windows, watermarks, quarantine, the lake's to-do list, check results, holds, drift),
+windows, watermarks, quarantine, the lake's to-do list, check results, holds, waivers, drift,
+state changes),
 `landing/warehouse.py` (one table per stream in schema `wfm`, from its declaration),
 `push/outbox.py`, `push/webhooks.py`, `push/deviations.py`. (The status-push receiver, a service of
 its own, creates its two tables itself: `receiver/service.py`.)
