@@ -2,7 +2,7 @@
 
     wfm grants                      # role wfm_analyst (NOLOGIN); then: GRANT wfm_analyst TO alice;
 
-The role may read the warehouse tables the lake publishes (`lake_repair.lake_tables`), each as
+The role may read the warehouse tables the lake publishes (`lake_repair.published_tables`), each as
 a whole except the columns the personal data policy hashes or drops (`engine/landing/personal_data.py`):
 those are left out of a column-level grant, so `SELECT sn FROM wfm.employees` is refused while
 every other column reads. It gets nothing in `wfm_meta` — the quarantine's raw records, the
@@ -17,7 +17,7 @@ import psycopg
 from psycopg import sql
 
 from engine.landing import ledger, personal_data
-from engine.landing.lake_repair import lake_tables
+from engine.landing.lake_repair import published_tables
 from engine.landing.warehouse import SCHEMA
 
 __all__ = ["DEFAULT_ROLE", "grant_analyst"]
@@ -40,7 +40,7 @@ def grant_analyst(conn: psycopg.Connection, role: str = DEFAULT_ROLE) -> dict[st
                          .format(sql.Identifier(ledger.META), ident))
         existing = {name for (name,) in conn.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (SCHEMA,))}
-        for name, stream in sorted(lake_tables().items()):
+        for name, stream in sorted(published_tables().items()):
             if name not in existing:
                 continue
             hidden = personal_data.policy(stream)

@@ -125,6 +125,7 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str,
     select = [sql.SQL("to_json({0})::text AS {0}").format(sql.Identifier(n)) if n in lists else sql.Identifier(n)
               for n in schema.names]
     moment = snapshot_moment(partition)
+    conditions: list[sql.Composable]
     if moment is not None:
         conditions = [sql.SQL("{} = {}").format(sql.Identifier(stream.partition or ""), sql.Literal(moment))]
     else:

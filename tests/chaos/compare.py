@@ -34,9 +34,9 @@ def rows(database_url: str, table: str, lineage: bool = False, as_published: boo
     """Every row of `wfm.<table>` as comparable values, sorted; lineage columns only when asked;
     `as_published`: personal columns hashed or left out as the lake has them (engine/landing/personal_data.py)."""
     from engine.landing import personal_data
-    from engine.landing.lake_repair import lake_tables
+    from engine.landing.lake_repair import published_tables
 
-    stream = lake_tables().get(table)
+    stream = published_tables().get(table)
     chosen = personal_data.policy(stream) if as_published and stream else {}
     key = personal_data.KEY_VARIABLE in os.environ and os.environ[personal_data.KEY_VARIABLE].encode() or None
     with psycopg.connect(database_url) as conn:
