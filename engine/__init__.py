@@ -9,6 +9,7 @@ fleet-wide concurrency limits, artifacts, a Secret block).
                the quarantine's replay, reports and Data Docs
     push/      what goes back out: the outbox, sendSchedule payloads, deviations, webhooks
     bulk/      files in (import, validate) and out (export)
+    repair/    the operator's hand: watermarks set by hand, the lake rebuilt and verified
     catalog.py     the stream registry: every stream once, with its family, suite and id source
     settings.py    the settings of one run (sources, warehouse, lake)
     paths.py       where things live on disk (data dir, lake)

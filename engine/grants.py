@@ -17,8 +17,8 @@ import psycopg
 from psycopg import sql
 
 from engine.landing import ledger, personal_data
-from engine.landing.lake_repair import published_tables
 from engine.landing.warehouse import SCHEMA
+from engine.repair.lake_repair import published_tables
 
 __all__ = ["DEFAULT_ROLE", "grant_analyst"]
 

@@ -20,7 +20,7 @@ from connectors.records import Reject
 from engine import catalog
 from engine.grants import grant_analyst
 from engine.landing import lake, ledger
-from engine.landing.lake_repair import rebuild
+from engine.repair.lake_repair import rebuild
 
 from .landing import land
 

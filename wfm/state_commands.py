@@ -33,7 +33,8 @@ def show(stream: Annotated[Optional[str], typer.Argument(help="one stream (defau
          ) -> None:
     """Watermark, last run, lag behind now, a run going, the last manual change."""
     def action(console) -> None:
-        from engine.landing import ledger, state
+        from engine.landing import ledger
+        from engine.repair import state
 
         with _connect() as conn:
             ledger.ensure_meta(conn)
@@ -54,7 +55,7 @@ def set_(stream: StreamArg,
          reason: ReasonOpt = None, force: ForceOpt = False) -> None:
     """Move a stream's watermark: the next incremental run starts there (minus the lookback)."""
     def action(console) -> None:
-        from engine.landing import state
+        from engine.repair import state
 
         with _connect() as conn:
             _ensure(conn)
@@ -67,7 +68,7 @@ def set_(stream: StreamArg,
 def reset(stream: StreamArg, reason: ReasonOpt = None, force: ForceOpt = False) -> None:
     """Remove a stream's watermark: the next incremental run starts as a first one would."""
     def action(console) -> None:
-        from engine.landing import state
+        from engine.repair import state
 
         with _connect() as conn:
             _ensure(conn)
@@ -80,7 +81,7 @@ def reset(stream: StreamArg, reason: ReasonOpt = None, force: ForceOpt = False) 
 def rebuild(table: TableArg = None, start: DayOpt = None, end: DayOpt = None) -> None:
     """Rewrite the lake's partitions from committed rows (atomically each, holds honoured)."""
     def action(console) -> None:
-        from engine.landing import lake_repair
+        from engine.repair import lake_repair
         from engine.settings import resolve_settings
 
         if start and end and end < start:
@@ -100,7 +101,7 @@ def rebuild(table: TableArg = None, start: DayOpt = None, end: DayOpt = None) ->
 def verify(table: TableArg = None) -> None:
     """Compare every partition with PostgreSQL (count and checksum); exit 1 on any difference."""
     def action(console) -> None:
-        from engine.landing import lake_repair
+        from engine.repair import lake_repair
         from engine.settings import resolve_settings
 
         streams = [lake_repair.table_named(table)] if table else list(lake_repair.lake_tables().values())

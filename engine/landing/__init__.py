@@ -12,6 +12,4 @@
     anomaly.py    a history window far below its recent volume: landed, the watermark held
     snapshots.py  online snapshots through the same landing path
     personal_data.py  keep | hash | drop per personal column, for the lake and the quarantine
-    state.py      a stream's watermark shown and set by hand (`wfm state`), logged
-    lake_repair.py  the lake rebuilt from committed rows, and verified against them (`wfm lake`)
 """

@@ -8,7 +8,7 @@ window. The quality tables live here too: `check_results` and `partition_holds`
 (`engine/quality/reconcile.py`, `engine/quality/holds.py`: scoped holds, and `waivers`),
 `schema_drift` (`engine/landing/drift.py`), the quarantine's resolution columns
 (`engine/quality/replay.py`), and the operator's watermark changes, `state_changes`
-(`engine/landing/state.py`).
+(`engine/repair/state.py`).
 """
 
 from __future__ import annotations

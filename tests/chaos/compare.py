@@ -34,7 +34,7 @@ def rows(database_url: str, table: str, lineage: bool = False, as_published: boo
     """Every row of `wfm.<table>` as comparable values, sorted; lineage columns only when asked;
     `as_published`: personal columns hashed or left out as the lake has them (engine/landing/personal_data.py)."""
     from engine.landing import personal_data
-    from engine.landing.lake_repair import published_tables
+    from engine.repair.lake_repair import published_tables
 
     stream = published_tables().get(table)
     chosen = personal_data.policy(stream) if as_published and stream else {}
