@@ -105,8 +105,11 @@ def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection
 
 @flow(name="sync-stream", flow_run_name="sync {stream}", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
-                dry_run: bool = False, threshold: float | None = None) -> dict:
-    """Sync one stream into PostgreSQL and the Parquet lake; returns the ledger row of the run."""
+                dry_run: bool = False, threshold: float | None = None, breaker_scope: str | None = None) -> dict:
+    """Sync one stream into PostgreSQL and the Parquet lake; returns the ledger row of the run.
+
+    `breaker_scope`: the sync this run is part of; its streams share one circuit breaker per
+    source, so a dead source costs one retry budget per sync, not one per stream."""
     logger = get_run_logger()
     declared = catalog.STREAMS[stream]
     settings = resolve_settings()
@@ -120,7 +123,8 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
         mode, period_start, period_end = plan_period(declared, ledger.watermark(conn, stream), now, start, end)
         run_id = uuid.uuid4()
         source = settings.source(declared.system)
-        breaker = breaker_for(str(run_id), source.key, breaker_failures())   # the windows' tasks share it
+        scope = breaker_scope or str(run_id)
+        breaker = breaker_for(scope, source.key, breaker_failures())   # the windows' tasks share it
         todo = request_windows(declared, settings, conn, period_start, period_end, now, breaker)
         ledger.start_run(conn, run_id, stream, mode, period_start, period_end, todo, now, _flow_run_id())
         if mode == "backfill" and not force:
@@ -129,7 +133,7 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
             ledger.mark_skipped(conn, run_id, skipped)
             todo = [w for w in todo if w not in skipped]
     plan = RunPlan(run_id, declared, settings.source(declared.system), settings.database_url, mode,
-                   period_end, now, threshold, dry_run, force)
+                   period_end, now, threshold, dry_run, force, scope)
     logger.info("%s: %s %s..%s, %d windows", stream, mode, period_start, period_end, len(todo))
     progress.emit("start", stream, len(todo))
     futures = [sync_window.submit(plan, window) for window in todo]
@@ -173,7 +177,8 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
                                     "; ".join(p for p in [*problems, held] if p)[:2000] or None,
                                     _notice(notices, deferred))
             webhook_outbox.enqueue_run(conn, run)   # sync.completed|failed|anomaly, quality.gate_failed: with the run
-        forget_breakers(str(run_id))
+        if breaker_scope is None:
+            forget_breakers(scope)
         _artifact(run)
         for message in notices:
             logger.warning("anomaly: %s", message)
@@ -265,11 +270,15 @@ def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, 
             raise SyncFailed("no source is configured: set WFM_CC_URL and/or WFM_ONEC_URL")
     results, failures = [], []
     run_stream = stream_runner(dask_address)
-    for declared in chosen:
-        try:
-            results.append(run_stream(declared.name, start, end, force, dry_run))
-        except Exception as exc:
-            failures.append(str(exc).splitlines()[0])
+    scope = f"sync-{uuid.uuid4()}"   # one circuit breaker per source for all these streams
+    try:
+        for declared in chosen:
+            try:
+                results.append(run_stream(declared.name, start, end, force, dry_run, breaker_scope=scope))
+            except Exception as exc:
+                failures.append(str(exc).splitlines()[0])
+    finally:
+        forget_breakers(scope)
     personnel = {s.name for s in chosen} & derived.MAP_INPUTS.keys()   # a map reader must not find it stale
     if not dry_run and not failures and (any(n in ("all", "agent_employee_map") for n in names) or (
             personnel and derived.map_stale(settings.database_url))):

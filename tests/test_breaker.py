@@ -15,7 +15,7 @@ from connectors.errors import SourceRejected, SourceUnavailable
 from connectors.http import RetryPolicy
 from connectors.settings import ONEC, Maintenance, SourceSettings
 from flows.push import push_schedules
-from flows.sync import SyncFailed, sync_stream
+from flows.sync import SyncFailed, sync, sync_stream
 from wfm.check import run_checks
 
 from .conftest import SIM_START
@@ -56,6 +56,20 @@ def test_a_hanging_source_defers_the_rest_of_the_run_and_the_next_run_lands_them
     agents = [str(1000 + i) for i in range(12)]
     assert landed(database_url, AGENT_LOGINS, "agent_id", agents) == truth(wfm_env, AGENT_LOGINS, agents, SIM_START,
                                                                             LAST)
+
+
+def test_the_streams_of_one_sync_share_the_breaker_of_a_source(wfm_env, database_url, monkeypatch):
+    monkeypatch.setenv("WFM_HTTP_TIMEOUT", "0.5")
+    monkeypatch.setenv("WFM_HTTP_ATTEMPTS", "2")
+    monkeypatch.setenv("WFM_BREAKER_FAILURES", "2")
+    wfm_env.set_faults("hang=1,path=/historic/")
+    with pytest.raises(SyncFailed, match="agent_logins"):
+        sync(["agent_logins", "agent_calls"], SIM_START, LAST)
+    assert not [r for r in wfm_env.requests() if r["path"] == "/cc/historic/agentCallsData"]
+    with psycopg.connect(database_url) as conn:
+        calls = conn.execute("""SELECT status, windows_deferred FROM wfm_meta.sync_runs
+                                WHERE stream = 'agent_calls'""").fetchone()
+    assert calls == ("deferred", 7)      # not asked at all: the source was found dead by the stream before
 
 
 def onec_settings(sim, policy: RetryPolicy) -> SourceSettings:

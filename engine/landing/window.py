@@ -63,6 +63,7 @@ class RunPlan:
     threshold: float | None = None   # failing share above which a window is held back
     dry_run: bool = False
     force: bool = False              # land every window in full, even one whose content is unchanged
+    breaker_scope: str | None = None  # the runs sharing one circuit breaker per source (None: this run)
 
 
 @dataclass
@@ -79,7 +80,7 @@ def sync_window(plan: RunPlan, window: Window) -> WindowReport:
     """Extract, validate and land one window, exactly once — or defer it, without a request, when
     the run's circuit breaker for the source is open or the source is in maintenance."""
     stats = CallStats()
-    breaker = breaker_for(str(plan.run_id), plan.source.key, breaker_failures())
+    breaker = breaker_for(plan.breaker_scope or str(plan.run_id), plan.source.key, breaker_failures())
     try:
         breaker.check(plan.source.system, plan.stream.endpoint)   # not even a slot while open
         # at most N requests in flight to this host, fleet-wide
