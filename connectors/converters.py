@@ -119,8 +119,9 @@ def outside_calendar(array: pa.Array) -> list[int]:
     return pc.indices_nonzero(pc.fill_null(outside, False)).to_pylist()
 
 
-def with_nul(array: pa.Array) -> list[int]:
-    """Rows of a text column holding a NUL character, which PostgreSQL text cannot store."""
+def with_nul(array: pa.Array, nul: str = "\x00") -> list[int]:
+    """Rows of a text column holding a NUL character (or, in JSON text, its escape `\\u0000`), which
+    PostgreSQL's text and jsonb cannot store."""
     if not pa.types.is_string(array.type):
         return []
-    return pc.indices_nonzero(pc.fill_null(pc.match_substring(array, "\x00"), False)).to_pylist()
+    return pc.indices_nonzero(pc.fill_null(pc.match_substring(array, nul), False)).to_pylist()

@@ -12,6 +12,7 @@ from connectors import contact_center as cc
 from connectors.errors import SourceError
 from connectors.streams import Window
 
+from .chaos.bad_files import CASES as FILE_CASES
 from .chaos.bad_input import CLI_CASES, bad_input
 from .chaos.flow_parameters import CASES
 from .chaos.payloads import corpus, parse
@@ -82,4 +83,4 @@ def test_any_json_at_all_is_parsed_or_refused_in_one_line(payload):
 def test_every_malformed_input_gets_a_one_line_error_or_a_quarantine_entry(postgres_server):
     outcome = bad_input(postgres_server, real_processes=2, flow_every=6)
     outcome.check()
-    assert outcome.tried > len(corpus()) + len(CLI_CASES) + len(CASES[::6]) + len(_body_corpus()) + 2
+    assert outcome.tried > len(corpus()) + len(CLI_CASES) + len(CASES[::6]) + len(_body_corpus()) + len(FILE_CASES) + 2

@@ -180,3 +180,17 @@ def test_a_datetime_format_dst_gaps_json_and_naive_parquet(tmp_path):
         read(tmp_path / "naive.parquet")
     with pytest.raises(ValueError, match="--timezone: 'Mars/Olympus' is not a time zone"):
         files.LocalTimes("Mars/Olympus")
+
+
+def test_json_text_postgresql_cannot_store_is_a_row_error(tmp_path):
+    columns = "employee_id,shift_start,shift_end,_extra\n"
+    body = columns + '1,2026-11-09T08:00:00Z,2026-11-09T16:00:00Z,"{""k"": ""a\\u0000b""}"\n' \
+        '2,2026-11-09T08:00:00Z,2026-11-09T16:00:00Z,"{""k"": 1}"\n'
+    table, rejects = read(write(tmp_path / "extra.csv", body))
+    assert table.column("employee_id").to_pylist() == ["2"]
+    assert (rejects[0].record["_row"], rejects[0].field) == (1, "_extra") and "jsonb cannot hold it" in rejects[0].reason
+    record = {"employee_id": "1", "shift_start": "2026-11-09T08:00:00Z", "shift_end": "2026-11-09T16:00:00Z",
+              "_extra": {"k": "a\x00b"}}
+    table, rejects = read(write(tmp_path / "extra.json", orjson.dumps([record, {**record, "employee_id": "2",
+                                                                                 "_extra": {"k": 1}}])))
+    assert table.column("employee_id").to_pylist() == ["2"] and "jsonb cannot hold it" in rejects[0].reason

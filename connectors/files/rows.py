@@ -150,6 +150,8 @@ def _unstorable(typed: dict[str, pa.Array | None], fields: Sequence[Field]) -> d
             problems.setdefault(row, (f, CALENDAR))
         for row in with_nul(array) if f.type == "text" else ():
             problems.setdefault(row, (f, "a NUL character (PostgreSQL text cannot hold it)"))
+        for row in with_nul(array, "\\u0000") if f.type == "json" else ():
+            problems.setdefault(row, (f, "JSON with \\u0000 (PostgreSQL jsonb cannot hold it)"))
     return problems
 
 
@@ -164,6 +166,12 @@ def parse_records(file: str, records: list[dict], fields: Sequence[Field],
     columns, kept = _localized(columns, kept, fields, times, broken)
     columns[EXTRA] = [record.get(EXTRA) for record in kept]
     parsed = to_arrow(columns, kept, fields, [*rejects, *broken])
+    unstorable = _unstorable({f.column: parsed.table.column(f.column).combine_chunks() for f in fields}, fields)
+    if unstorable:   # what the converters let through and PostgreSQL would not (JSON holding \u0000)
+        parsed.rejects += [Reject(f"field {f.sources[0]}: {reason}", f.sources[0], parsed.records[i])
+                           for i, (f, reason) in sorted(unstorable.items())]
+        keep = [i for i in range(parsed.table.num_rows) if i not in unstorable]
+        parsed.table, parsed.records = parsed.table.take(pa.array(keep, pa.int64())), [parsed.records[i] for i in keep]
     for reject in parsed.rejects:
         reject.extra = None
     parsed.extra = []

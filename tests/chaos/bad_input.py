@@ -22,6 +22,7 @@ from connectors.streams import Window
 from engine.paths import PROJECT_ROOT
 
 from . import Outcome
+from .bad_files import file_corpus
 from .flow_parameters import flow_parameters
 from .lab import SIM_START, fresh_database, pointed_at, simulator
 from .payloads import corpus, damaged, parse, real_answer
@@ -33,11 +34,14 @@ STREAM = cc.AGENT_STATUS_INTERVALS
 
 def bad_input(server: str, real_processes: int = 3, flow_every: int = 1) -> Outcome:
     """The payload corpus, the CLI corpus (`real_processes` of it through the real `wfm`), every
-    `flow_every`-th flow-parameter case through the Prefect API, and the receiver's bad pushes."""
+    `flow_every`-th flow-parameter case through the Prefect API, the receiver's bad pushes, and the
+    file corpus (`bad_files`: refused whole in one line, or landed and quarantined as predicted)."""
     outcome = Outcome("malformed inputs", 0, 0, "inputs")
     with tempfile.TemporaryDirectory(prefix="wfm-chaos-input-") as scratch:
-        for tried, problems in (payload_corpus(server, Path(scratch)), cli_corpus(server, Path(scratch), real_processes),
-                                flow_parameters(server, Path(scratch), flow_every), bad_pushes(server)):
+        corpora = (lambda: payload_corpus(server, Path(scratch)), lambda: cli_corpus(server, Path(scratch), real_processes),
+                   lambda: flow_parameters(server, Path(scratch), flow_every), lambda: bad_pushes(server),
+                   lambda: file_corpus(server, Path(scratch) / "files"))
+        for tried, problems in (corpus() for corpus in corpora):
             outcome.tried += tried
             outcome.held += tried - len(problems)
             outcome.problems += problems
@@ -144,6 +148,9 @@ CLI_CASES: list[tuple[str, list[str]]] = [
     ("binary named .csv", ["import", "{dir}/binary.csv", "--stream", "planned_shifts"]),
     ("duplicate columns", ["validate", "{dir}/duplicate.csv", "--stream", "planned_shifts"]),
     ("JSON that is not JSON", ["import", "{dir}/broken.json", "--stream", "planned_shifts"]),
+    ("a file holding only a BOM", ["import", "{dir}/bom.csv", "--stream", "planned_shifts"]),
+    ("Parquet that is not Parquet", ["validate", "{dir}/fake.parquet", "--stream", "planned_shifts"]),
+    ("a time zone that is none", ["validate", "{dir}/plan.csv", "--stream", "planned_shifts", "--timezone", "UTC+3"]),
     ("unknown import stream", ["import", "{dir}/plan.csv", "--stream", "../../etc"]),
     ("bad mapping", ["import", "{dir}/plan.csv", "--stream", "planned_shifts", "--map", "==,=x"]),
     ("mapping file is junk", ["import", "{dir}/plan.csv", "--stream", "planned_shifts", "--mapping", "{dir}/junk.yaml"]),
@@ -162,6 +169,8 @@ def _files(directory: Path) -> None:
     (directory / "duplicate.csv").write_text("employee_id,employee_id,shift_start\n1,2,2026-11-17T06:00:00Z\n")
     (directory / "broken.json").write_text('[{"employee_id": "1", "shift_start": ')
     (directory / "junk.yaml").write_text("- [unbalanced\n  : : :\n")
+    (directory / "bom.csv").write_bytes(b"\xef\xbb\xbf")
+    (directory / "fake.parquet").write_bytes(b"PAR1" + os.urandom(256) + b"PAR1")
 
 
 def cli_corpus(server: str, scratch: Path, real_processes: int) -> tuple[int, list[str]]:
