@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.files import FileRejected
-from flows.bulk import bulk_import, validate_data
+from flows.bulk import bulk_import, export_data, validate_data
 
 from .test_cli import one_line_error, run
 from .test_file_edges import damaged_parquet
@@ -53,6 +53,9 @@ def test_a_shift_on_9999_12_31_lands_and_its_partition_is_published(lake_env, tm
     edge = pq.read_table(lake / "date=9999-12-31" / "part-0.parquet")
     assert edge.column("shift_end").to_pylist() == [dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)]
     assert queued(lake_env) == []
+    last_day = dt.date(9999, 12, 31)
+    exported = export_data("planned_shifts", tmp_path / "edge.parquet", start=last_day, end=last_day)
+    assert exported["rows"] == 1 and pq.read_table(tmp_path / "edge.parquet").column("employee_id").to_pylist() == ["1"]
     later = bulk_import(shifts(tmp_path, "later.csv", ("3", "2026-11-10T08:00:00Z", "2026-11-10T16:00:00Z")),
                         "planned_shifts")
     assert later["status"] == "completed" and (lake / "date=2026-11-10" / "part-0.parquet").exists()

@@ -96,8 +96,9 @@ def where_clause(stream: Stream, start: dt.date | None, end: dt.date | None,
             conditions.append(sql.SQL("{} >= %s").format(column))
             params.append(start if by_day else _midnight(start))
         if end is not None:
-            conditions.append(sql.SQL("{} <= %s" if by_day else "{} < %s").format(column))
-            params.append(end if by_day else _midnight(end + dt.timedelta(days=1)))
+            # the day after is PostgreSQL's arithmetic: in Python it overflows on 9999-12-31
+            conditions.append(sql.SQL("{} <= %s" if by_day else "{} < %s::timestamptz + interval '1 day'").format(column))
+            params.append(end if by_day else _midnight(end))
     for name, value in filters.items():
         if name not in types or types[name] in ("text[]", "jsonb"):
             usable = [c for c, t in types.items() if t not in ("text[]", "jsonb")]
