@@ -16,6 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from connectors.settings import CONTACT_CENTER
 from engine import schema
 from engine.landing.snapshots import STREAMS, TARGET_SECONDS, UTC, group_ids_of, prepare
+from engine.landing.window import client_for
 from engine.settings import resolve_settings
 from tasks.online import land_snapshot
 
@@ -27,6 +28,9 @@ def sync_online() -> dict:
     settings = resolve_settings()
     schema.ensure(settings.database_url)
     source = settings.source(CONTACT_CENTER)
+    if (window := client_for(source).in_maintenance()) is not None:   # a moment not pulled: nothing to resume
+        logger.warning("online snapshot skipped: the contact center is in its maintenance window %s", window)
+        return {"skipped": f"maintenance window {window}"}
     prepare(settings.database_url)
     now = dt.datetime.now(UTC).replace(microsecond=0)
     groups = group_ids_of(settings.database_url, source)

@@ -14,6 +14,7 @@ from connectors.contact_center import AGENT_LOGINS
 from connectors.errors import SourceRejected, SourceUnavailable
 from connectors.http import RetryPolicy
 from connectors.settings import ONEC, Maintenance, SourceSettings
+from flows.online import sync_online
 from flows.push import push_schedules
 from flows.sync import SyncFailed, sync, sync_stream
 from wfm.check import run_checks
@@ -123,3 +124,10 @@ def test_a_maintenance_window_defers_runs_and_pushes_instead_of_failing_them(wfm
     monkeypatch.delenv("WFM_ONEC_MAINTENANCE")
     assert sync_stream("employees")["status"] == "completed"
     assert push_schedules(SINCE)["sent"] == 1 and schedule_posts(sim) == 1
+
+
+def test_the_online_snapshot_skips_the_contact_centers_maintenance_window(wfm_env, monkeypatch):
+    monkeypatch.setenv("WFM_CC_MAINTENANCE", around_now())
+    wfm_env.reset_stats()
+    assert "maintenance window" in sync_online()["skipped"]
+    assert not [r for r in wfm_env.requests() if r["path"].startswith("/cc/")]
