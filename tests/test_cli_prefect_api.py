@@ -46,3 +46,22 @@ def test_import_waits_for_a_slow_local_api(tmp_path: Path, database_url: str) ->
     assert (tmp_path / "prefect" / "prefect.db").exists()   # the run was recorded by the local API
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT employee_id FROM wfm.planned_shifts").fetchall() == [(GUID,)]
+
+
+@pytest.mark.parametrize("args", [("outbox", "push", "schedules"), ("deviations", "build"),
+                                  ("quarantine", "replay")], ids=" ".join)
+def test_an_api_that_dies_while_starting_is_one_line(tmp_path: Path, database_url: str, args) -> None:
+    """The same start-up and the same one-line error for the other flow commands: a local API whose
+    process dies at once (the hook's delay is not a number) is reported in one line naming the
+    server's last message and its log, not waited for."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), WFM_DATABASE_URL=database_url, **{SLOW_START_ENV: "x"})
+    done = subprocess.run([str(Path(sys.executable).parent / "wfm"), *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: the local Prefect API exited with code 1 while starting: ValueError: could "
+                           "not convert string to float: 'x' (log: ")
+    log = Path(line.rsplit("(log: ", 1)[1].rstrip(")"))
+    assert "Traceback" in log.read_text()   # the server's own message is kept for whoever looks
+    log.unlink()

@@ -19,10 +19,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
 from types import ModuleType
 
 EPHEMERAL_API_ENV = {"PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT__SERVER_FINAL": "1"}
@@ -33,6 +35,7 @@ SLOW_START = ("import os, runpy, sys, time; time.sleep(float(os.environ['WFM_TES
 
 _wait: Callable[[], None] | None = None
 _started = False
+_failed: set[str] = set()   # logs of servers that did not come up: kept for the user to read
 
 
 def start() -> None:
@@ -79,24 +82,29 @@ def prefect_api_in_background() -> Callable[[], None] | None:
         port = probe.getsockname()[1]
     uvicorn = ["uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
                "--port", str(port), "--log-level", "error", "--lifespan", "on"]
-    server = subprocess.Popen(
-        [sys.executable, *(["-c", SLOW_START] if os.environ.get(SLOW_START_ENV) else ["-m"]), *uvicorn],
-        env={**os.environ, **EPHEMERAL_API_ENV}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-    atexit.register(_stop, server)
+    # the server's own messages go to a log, kept only when it fails: the terminal gets one line
+    with tempfile.NamedTemporaryFile(prefix="wfm-prefect-api-", suffix=".log", delete=False) as log:
+        server = subprocess.Popen(
+            [sys.executable, *(["-c", SLOW_START] if os.environ.get(SLOW_START_ENV) else ["-m"]), *uvicorn],
+            env={**os.environ, **EPHEMERAL_API_ENV}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=log, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    atexit.register(_stop, server, log.name)
     os.environ["PREFECT_API_URL"] = api = f"http://127.0.0.1:{port}/api"
 
     def wait_ready(timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if server.poll() is not None:
-                raise RuntimeError(f"the local Prefect API exited with code {server.returncode} while starting")
+                _failed.add(log.name)
+                raise RuntimeError(f"the local Prefect API exited with code {server.returncode} while starting: "
+                                   f"{_last_line(log.name)} (log: {log.name})")
             with contextlib.suppress(OSError):
                 with urllib.request.urlopen(f"{api}/health", timeout=2) as answer:
                     if answer.status == 200:
                         return
             time.sleep(0.1)
-        raise RuntimeError(f"the local Prefect API did not answer on {api} within {timeout:.0f} s")
+        _failed.add(log.name)
+        raise RuntimeError(f"the local Prefect API did not answer on {api} within {timeout:.0f} s (log: {log.name})")
     return wait_ready
 
 
@@ -106,10 +114,18 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
 
 
-def _stop(server: subprocess.Popen) -> None:
+def _last_line(path: str) -> str:
+    lines = [line.strip() for line in Path(path).read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else "no message"
+
+
+def _stop(server: subprocess.Popen, log: str) -> None:
     server.terminate()
     try:
         server.wait(timeout=5)
     except subprocess.TimeoutExpired:
         server.kill()
         server.wait()
+    if log not in _failed:
+        with contextlib.suppress(OSError):
+            os.unlink(log)
