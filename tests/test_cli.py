@@ -122,13 +122,23 @@ def test_simulator_serve_then_check_in_real_processes(tmp_path):
         server.stdout.close()
 
 
-def _local_apis() -> set[int]:
-    """Pids of Prefect API servers the CLI started itself (Prefect's own add `--app-dir`)."""
+def _local_apis(prefect_home) -> set[int]:
+    """Pids of Prefect API servers the CLI started itself (Prefect's own add `--app-dir`) for this
+    PREFECT_HOME: other processes on a shared machine run their own."""
     import subprocess
+    from pathlib import Path
 
     found = subprocess.run(["pgrep", "-f", "uvicorn --factory prefect.server.api.server:create_app"],
                            capture_output=True, text=True).stdout.split()
-    return {int(pid) for pid in found}
+    mine = f"PREFECT_HOME={prefect_home}".encode()
+    pids = set()
+    for pid in found:
+        try:
+            if mine in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                pids.add(int(pid))
+        except OSError:   # gone meanwhile
+            pass
+    return pids
 
 
 def test_sync_in_a_real_process_starts_its_own_prefect_api_and_stops_it(wfm_env, database_url, tmp_path):
@@ -141,10 +151,9 @@ def test_sync_in_a_real_process_starts_its_own_prefect_api_and_stops_it(wfm_env,
     wfm = str(Path(sys.executable).parent / "wfm")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), COLUMNS="200")
-    before = _local_apis()
     done = subprocess.run([wfm, "sync", "agent_logins", "--start", START, "--end", END], env=env,
                           capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "completed" in done.stdout and "Traceback" not in done.stderr
     assert (tmp_path / "prefect" / "prefect.db").exists()   # the run was recorded by the local API
-    assert _local_apis() <= before                          # and the server went with the process
+    assert _local_apis(tmp_path / "prefect") == set()       # and the server went with the process
