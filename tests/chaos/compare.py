@@ -30,9 +30,12 @@ def tables(database_url: str) -> list[str]:
     return [n for n in names if n not in SKIPPED]
 
 
-def rows(database_url: str, table: str, lineage: bool = False, as_published: bool = False) -> list[tuple]:
+def rows(database_url: str, table: str, lineage: bool = False, as_published: bool = False,
+         order: list[str] | None = None) -> list[tuple]:
     """Every row of `wfm.<table>` as comparable values, sorted; lineage columns only when asked;
-    `as_published`: personal columns hashed or left out as the lake has them (engine/landing/personal_data.py)."""
+    `as_published`: personal columns hashed or left out as the lake has them (engine/landing/personal_data.py);
+    `order`: the columns in this order (a lake file's: a column added later by ALTER, such as
+    `local_date`, comes last in PostgreSQL but where the lake schema puts it in the file)."""
     from engine.landing import personal_data
     from engine.repair.lake_repair import published_tables
 
@@ -44,6 +47,8 @@ def rows(database_url: str, table: str, lineage: bool = False, as_published: boo
         cur = conn.execute(f'SELECT * FROM wfm."{table}"')
         names = [c.name for c in cur.description]
         keep = [i for i, c in enumerate(names) if (lineage or c not in LINEAGE) and chosen.get(c) != "drop"]
+        if order is not None:
+            keep = sorted(keep, key=lambda i: order.index(names[i]) if names[i] in order else len(order))
         hashed = {i for i in keep if chosen.get(names[i]) == "hash"}
         return sorted((tuple(plain(personal_data.pseudonym(r[i], key) if i in hashed else r[i]) for i in keep)
                        for r in cur), key=repr)
@@ -68,14 +73,16 @@ def lake_problems(database_url: str, lake: Path) -> list[str]:
     for table in tables(database_url):
         files = sorted((lake / table).rglob("*.parquet")) if (lake / table).exists() else []
         parquet: list[tuple] = []
+        order: list[str] | None = None
         for path in files:
             try:
                 data = pq.read_table(path)
             except Exception as exc:   # a partial file is exactly what this looks for
                 problems.append(f"{path.relative_to(lake)} is not a readable Parquet file: {exc}")
                 continue
+            order = order or data.column_names
             parquet += [tuple(plain(v, name) for name, v in row.items()) for row in data.to_pylist()]
-        expected = rows(database_url, table, lineage=True, as_published=True)
+        expected = rows(database_url, table, lineage=True, as_published=True, order=order)
         if files and sorted(parquet, key=repr) != expected:
             problems.append(f"lake {table}: {len(parquet)} Parquet row(s) ≠ {len(expected)} PostgreSQL row(s)")
         elif not files and expected and table != "agent_employee_map":
