@@ -18,6 +18,7 @@ Rules (contract `sendSchedule`, and the choices it leaves to us):
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import hashlib
 from collections import defaultdict
@@ -143,7 +144,7 @@ def schedule_months(conn: psycopg.Connection, since: dt.date, until: dt.date | N
 def _month(employee_id: str, month: str, shifts: list, tz: str, hired: dt.date | None,
            dismissed: dt.date | None, known: bool) -> ScheduleMonth:
     first = dt.date.fromisoformat(f"{month}-01")
-    last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
+    last = first.replace(day=calendar.monthrange(first.year, first.month)[1])   # 9999-12 has no month after it
     employed = [s for s in shifts if (hired is None or s[0] >= hired) and (dismissed is None or s[0] <= dismissed)]
     entries = []
     for _, start, end, pause in employed:
