@@ -113,13 +113,20 @@ class Fault:
 NO_FAULT = Fault()
 
 
+def _endpoint(path: str) -> str:
+    """A request path without its dates (`/agents/2026-11-01/2026-11-30` -> `/agents`)."""
+    parts = [p for p in path.split("/") if p and not p[:1].isdigit()]
+    return "/" + "/".join(parts)
+
+
 class FaultInjector:
-    """Draws a fault for each request and counts what it injected, by kind."""
+    """Draws a fault for each request and counts what it injected, by kind and by place."""
 
     def __init__(self, spec: str = "", seed: int = 0):
         self.seed = seed
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        self.places: Counter[tuple[str, str]] = Counter()     # (system, endpoint path) -> faults
         self.configure(spec)
 
     def configure(self, spec: str) -> None:
@@ -147,22 +154,34 @@ class FaultInjector:
                 kind = None
             for counted in ([kind] if kind else []) + (["restate"] if restate else []):
                 self.counts[counted] += 1
+                self.places[(system, _endpoint(path))] += 1
         form = spec.retry_after_form
         date_form = form == "http-date" or (form == "mixed" and form_draw < 0.5)
         corrupt = spec.rates.get("corrupt", 0.0) if system == "cc" and path.startswith("/historic/") else 0.0
         return Fault(kind, restate, date_form, int(body_draw * 3), corrupt, int(draw * 2**31))
 
-    def count(self, kind: str, n: int) -> None:
+    def count(self, kind: str, n: int, system: str = "cc", path: str = "") -> None:
         with self._lock:
             self.counts[kind] += n
+            if n:
+                self.places[(system, _endpoint(path))] += n
 
     def fault_counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self.counts)
 
+    def fault_places(self) -> dict[str, dict[str, int]]:
+        """Faults per system and endpoint: {"cc": {"/historic/agentLoginData": 12, ...}, "onec": {...}}."""
+        with self._lock:
+            out: dict[str, dict[str, int]] = {}
+            for (system, path), n in sorted(self.places.items()):
+                out.setdefault(system, {})[path] = n
+            return out
+
     def reset_counts(self) -> None:
         with self._lock:
             self.counts.clear()
+            self.places.clear()
 
     def error_response(self, system: str, fault: Fault) -> SimResponse | None:
         """The answer that replaces the real one for status faults; None for the other kinds."""

@@ -98,7 +98,8 @@ class Simulation:
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {"requests": dict(self._paths), "statuses": dict(self._statuses),
-                    "faults": self.faults.fault_counts(), "faultSpec": self.faults.spec.text,
+                    "faults": self.faults.fault_counts(), "faultPlaces": self.faults.fault_places(),
+                    "faultSpec": self.faults.spec.text,
                     "clock": self.clock().isoformat(), "inFlight": self._in_flight,
                     "maxInFlight": self._max_in_flight}
 
@@ -245,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.corrupt and response.status == 200:
                 body, damaged = corrupt_body(response.body, fault.corrupt, random.Random(fault.corrupt_seed))
                 response = SimResponse(200, body, response.headers, response.content_type)
-                sim.faults.count("corrupt", damaged)
+                sim.faults.count("corrupt", damaged, system, relative)
             if response.status == 200 and sim.breaks:
                 response = SimResponse(200, sim.breaks.rewrite(system, relative, response.body), response.headers,
                                        response.content_type)

@@ -1,6 +1,7 @@
 """`make chaos`: every chaos scenario with larger counts, then the figures table.
 
-    python -m tests.chaos [--days 4] [--kills 14] [--db-trials 6] [--cli-processes 8]
+    python -m tests.chaos [--days 7] [--agents 40] [--passes 10] [--kills 27] [--fact-storms 3]
+        [--db-trials 6] [--burst 2000] [--cli-processes 12]
 
 Uses `WFM_TEST_DATABASE_URL` when set, an embedded PostgreSQL otherwise, and a temporary
 Prefect API. The exit code is 1 when any scenario found a problem (each is listed).
@@ -32,16 +33,20 @@ from .source_faults import STREAMS, source_faults  # noqa: E402
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=4, help="days of the fault-storm backfill")
-    parser.add_argument("--kills", type=int, default=14, help="SIGKILL trials (2 rounds of the 7 points)")
+    parser.add_argument("--days", type=int, default=7, help="days of the fault-storm backfill (at most 7)")
+    parser.add_argument("--agents", type=int, default=40, help="agents of the fault-storm world")
+    parser.add_argument("--passes", type=int, default=10, help="passes of the backfill through the storm")
+    parser.add_argument("--kills", type=int, default=27, help="SIGKILL trials (3 rounds of the 9 points)")
     parser.add_argument("--fact-storms", type=int, default=3, help="fact pushes through 1C fault storms")
     parser.add_argument("--db-trials", type=int, default=6, help="PostgreSQL restarts and terminations")
     parser.add_argument("--burst", type=int, default=2000, help="status events in the receiver's burst")
-    parser.add_argument("--cli-processes", type=int, default=8, help="CLI cases run through the real `wfm`")
+    parser.add_argument("--cli-processes", type=int, default=12, help="CLI cases run through the real `wfm`")
     args = parser.parse_args(argv)
     server = postgres_server()
     scenarios = [
-        lambda: source_faults(server, days=args.days, streams=STREAMS + ("agent_calls", "timesheet_days")),
+        lambda: source_faults(server, days=args.days, agents=args.agents, passes=args.passes,
+                              streams=STREAMS + ("agent_calls", "agent_chat_work_time", "timesheet_days",
+                                                 "timesheet_summaries")),
         lambda: crashes(server, kills=args.kills),
         lambda: lost_answers(server, rounds=args.fact_storms),
         lambda: database_faults(server, trials=args.db_trials),

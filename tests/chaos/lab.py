@@ -91,7 +91,7 @@ def prefect_api() -> Iterator[None]:
         return
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=60):
+    with prefect_test_harness(server_startup_timeout=240):
         yield
 
 

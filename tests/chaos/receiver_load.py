@@ -202,14 +202,19 @@ def _body_corpus() -> list[tuple[str, bytes]]:
     good = {"workerId": "w1", "stateCode": "Work", "stateName": "work", "systemId": "chaos", "actionTime": T0,
             "action": 1}
     junk = {"null": None, "an object": {"a": [1, {"b": None}]}, "a list": [1, 2], "NUL text": "a\x00b",
-            "a bool": True, "empty text": "", "huge number": 10**40, "text": "yesterday", "negative": -1}
+            "a bool": True, "empty text": "", "huge number": 10**40, "text": "yesterday", "negative": -1,
+            "whitespace": "   ", "an operator object": {"$gt": ""}, "infinity text": "inf", "NaN text": "NaN",
+            "a fraction": 0.5, "minus infinity text": "-inf", "1e309 text": "1e309"}
     wrong = {  # per field, the junk that makes the event unusable (others are odd but storable)
-        "workerId": ("null", "an object", "a list", "NUL text", "empty text", "a bool"),
-        "action": ("null", "an object", "a list", "NUL text", "empty text", "huge number", "text", "negative"),
-        "actionTime": ("null", "an object", "a list", "NUL text", "empty text", "huge number", "text"),
-        "stateCode": ("an object", "a list", "NUL text"),
-        "stateName": ("an object", "a list", "NUL text"),
-        "systemId": ("an object", "a list", "NUL text"),
+        "workerId": ("null", "an object", "a list", "NUL text", "empty text", "a bool", "whitespace",
+                     "an operator object"),
+        "action": ("null", "an object", "a list", "NUL text", "empty text", "huge number", "text", "negative",
+                   "infinity text", "NaN text", "a fraction", "whitespace", "a bool"),
+        "actionTime": ("null", "an object", "a list", "NUL text", "empty text", "huge number", "text",
+                       "infinity text", "NaN text", "minus infinity text", "1e309 text", "whitespace", "a bool"),
+        "stateCode": ("an object", "a list", "NUL text", "a bool", "an operator object"),
+        "stateName": ("an object", "a list", "NUL text", "a bool", "an operator object"),
+        "systemId": ("an object", "a list", "NUL text", "a bool", "an operator object"),
     }
     out = [(f"{field} is {kind}", _json({**good, field: junk[kind]})) for field, kinds in wrong.items()
            for kind in kinds]
@@ -223,7 +228,12 @@ def _body_corpus() -> list[tuple[str, bytes]]:
             ("invalid UTF-8", b'{"workerId": "\xff\xfe", "action": 1, "actionTime": 1795000000}'),
             ("a raw NUL byte", b'{"workerId": "w\x001", "action": 1, "actionTime": 1795000000}'),
             ("nested 2000 deep", b'{"workerId": ' + nested + b', "action": 1, "actionTime": 1795000000}'),
-            ("BOM and garbage", b"\xef\xbb\xbf\x00\x01\x02")]
+            ("BOM and garbage", b"\xef\xbb\xbf\x00\x01\x02"), ("a JSON number", b"1795000000"),
+            ("JSON true", b"true"), ("two objects", _json(good) + _json(good)), ("trailing comma", _json(good)[:-1] + b",}"),
+            ("single quotes", _json(good).replace(b'"', b"'")), ("a comment", b"/* x */" + _json(good)),
+            ("XML", b"<status><workerId>1</workerId></status>"), ("only whitespace", b"  \r\n\t "),
+            ("UTF-16 JSON", _json(good).decode().encode("utf-16")), ("gzip bytes", b"\x1f\x8b\x08\x00" + b"\x00" * 20),
+            ("form-encoded JSON", b"payload=" + _json(good))]
     return out
 
 
