@@ -24,6 +24,7 @@ from .bad_input import bad_input  # noqa: E402
 from .crashes import crashes  # noqa: E402
 from .database_faults import database_faults  # noqa: E402
 from .facts import lost_answers  # noqa: E402
+from .hanging import hanging_source  # noqa: E402
 from .injection import _attempts  # noqa: E402
 from .lab import postgres_server, prefect_api  # noqa: E402
 from .receiver_load import receiver_burst  # noqa: E402
@@ -49,6 +50,7 @@ def main(argv: list[str]) -> int:
                                                  "timesheet_summaries")),
         lambda: crashes(server, kills=args.kills),
         lambda: lost_answers(server, rounds=args.fact_storms),
+        lambda: hanging_source(server),
         lambda: database_faults(server, trials=args.db_trials),
         lambda: bad_input(server, real_processes=args.cli_processes),
         lambda: receiver_burst(server, events=args.burst),

@@ -50,8 +50,8 @@ def rows(database_url: str, table: str, lineage: bool = False, as_published: boo
         if order is not None:
             keep = sorted(keep, key=lambda i: order.index(names[i]) if names[i] in order else len(order))
         hashed = {i for i in keep if chosen.get(names[i]) == "hash"}
-        return sorted((tuple(plain(personal_data.pseudonym(r[i], key) if i in hashed else r[i]) for i in keep)
-                       for r in cur), key=repr)
+        return sorted((tuple(plain(personal_data.pseudonym(r[i], key) if i in hashed else r[i], names[i])
+                             for i in keep) for r in cur), key=repr)
 
 
 def differences(left_url: str, right_url: str) -> list[str]:
@@ -84,7 +84,9 @@ def lake_problems(database_url: str, lake: Path) -> list[str]:
             parquet += [tuple(plain(v, name) for name, v in row.items()) for row in data.to_pylist()]
         expected = rows(database_url, table, lineage=True, as_published=True, order=order)
         if files and sorted(parquet, key=repr) != expected:
-            problems.append(f"lake {table}: {len(parquet)} Parquet row(s) ≠ {len(expected)} PostgreSQL row(s)")
+            only = sorted(set(parquet) - set(expected), key=repr)[:1] + sorted(set(expected) - set(parquet), key=repr)[:1]
+            problems.append(f"lake {table}: {len(parquet)} Parquet row(s) ≠ {len(expected)} PostgreSQL row(s), "
+                            f"e.g. {' vs '.join(repr(r)[:400] for r in only)}")
         elif not files and expected and table != "agent_employee_map":
             problems.append(f"lake {table}: no Parquet file for {len(expected)} row(s)")
     return problems
