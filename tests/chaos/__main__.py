@@ -41,27 +41,29 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--fact-storms", type=int, default=3, help="fact pushes through 1C fault storms")
     parser.add_argument("--db-trials", type=int, default=6, help="PostgreSQL restarts and terminations")
     parser.add_argument("--burst", type=int, default=2000, help="status events in the receiver's burst")
+    parser.add_argument("--only", default="", help="run only the scenarios whose key contains this (e.g. source)")
     parser.add_argument("--cli-processes", type=int, default=12, help="CLI cases run through the real `wfm`")
     args = parser.parse_args(argv)
     server = postgres_server()
-    scenarios = [
-        lambda: source_faults(server, days=args.days, agents=args.agents, passes=args.passes,
+    scenarios = {
+        "source": lambda: source_faults(server, days=args.days, agents=args.agents, passes=args.passes,
                               streams=STREAMS + ("agent_calls", "agent_chat_work_time", "timesheet_days",
                                                  "timesheet_summaries")),
-        lambda: crashes(server, kills=args.kills),
-        lambda: lost_answers(server, rounds=args.fact_storms),
-        lambda: hanging_source(server),
-        lambda: database_faults(server, trials=args.db_trials),
-        lambda: bad_input(server, real_processes=args.cli_processes),
-        lambda: receiver_burst(server, events=args.burst),
-        lambda: secret_leaks(server, days=2),
-        lambda: _attempts(server),
-    ]
+        "crashes": lambda: crashes(server, kills=args.kills),
+        "facts": lambda: lost_answers(server, rounds=args.fact_storms),
+        "hanging": lambda: hanging_source(server),
+        "database": lambda: database_faults(server, trials=args.db_trials),
+        "input": lambda: bad_input(server, real_processes=args.cli_processes),
+        "receiver": lambda: receiver_burst(server, events=args.burst),
+        "secrets": lambda: secret_leaks(server, days=2),
+        "injection": lambda: _attempts(server),
+    }
+    chosen = [(key, run) for key, run in scenarios.items() if args.only in key]
     outcomes = []
     with prefect_api():
-        for scenario in scenarios:
+        for key, scenario in chosen:
             started = time.monotonic()
-            outcome = _guarded(scenario)
+            outcome = _guarded(scenario, key)
             outcome.detail = f"{outcome.detail.strip()} ({time.monotonic() - started:.0f} s)".strip()
             outcomes.append(outcome)
             print(f"... {outcome.scenario}: {outcome.verdict}", file=sys.stderr, flush=True)
@@ -69,11 +71,11 @@ def main(argv: list[str]) -> int:
     return 0 if all(o.verdict == "exact" for o in outcomes) else 1
 
 
-def _guarded(scenario) -> Outcome:
+def _guarded(scenario, key: str) -> Outcome:
     try:
         return scenario()
     except Exception as exc:   # a scenario that breaks is a finding, reported in the table
-        return Outcome(getattr(scenario, "__name__", "scenario"), 1, 0, "run", False,
+        return Outcome(key, 1, 0, "run", False,
                        problems=[f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"])
 
 

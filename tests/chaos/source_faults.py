@@ -44,7 +44,9 @@ def source_faults(server: str, days: int = 2, streams: tuple[str, ...] = STREAMS
             fresh_database(server) as stormy, fresh_database(server) as calm, \
             tempfile.TemporaryDirectory(prefix="wfm-chaos-") as scratch:
         lakes = Path(scratch) / "stormy", Path(scratch) / "calm"
-        with pointed_at(sim, stormy, lakes[0], WFM_HTTP_TIMEOUT="1"):
+        # 12 attempts a request: a pass re-reads every window, and at the storm's fault rate six
+        # attempts give up often enough that no pass of ~80 windows would ever complete
+        with pointed_at(sim, stormy, lakes[0], WFM_HTTP_TIMEOUT="1", WFM_HTTP_ATTEMPTS="12"):
             sim.set_faults(storm)
             runs = _until_complete(list(streams), first, last, force=False, must=False)
             sim.set_faults(_transport_only(storm))
