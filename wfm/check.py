@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
 import socket
 import time
 import uuid
@@ -30,6 +31,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from connectors.config.connections import Connection
+from connectors.config.connections import load as load_connections
 from connectors.errors import SourceError, SourceUnavailable
 from connectors.http import RetryPolicy
 from connectors.settings import CONTACT_CENTER, ONEC, Maintenance
@@ -63,11 +66,17 @@ def run_checks(connections: Connections | None = None, *, timeout: float = 10.0,
 
     connections = load_settings() if connections is None else connections
     today = dt.date.today().isoformat()
+    declared = load_connections()
+    if declared.origin == "environment":
+        sources = [
+            check_source(CONTACT_CENTER, connections.contact_center, "/personnel", _summarize_personnel,
+                         timeout=timeout, hint=_hint("contact_center", "WFM_CC_URL")),
+            check_source(ONEC, connections.onec, f"/agents/{today}/{today}", _summarize_agents,
+                         timeout=timeout, hint=_hint("onec", "WFM_ONEC_URL"))]
+    else:   # a settings file: every connection it declares, each named
+        sources = [check_connection(c, timeout=timeout) for c in declared.connections]
     results = [
-        check_source(CONTACT_CENTER, connections.contact_center, "/personnel", _summarize_personnel,
-                     timeout=timeout, hint=_hint("contact_center", "WFM_CC_URL")),
-        check_source(ONEC, connections.onec, f"/agents/{today}/{today}", _summarize_agents,
-                     timeout=timeout, hint=_hint("onec", "WFM_ONEC_URL")),
+        *sources,
         check_warehouse(connections.warehouse, timeout=timeout, start_embedded=database),
         check_lake(connections.lake),
     ]
@@ -188,7 +197,8 @@ def check_command(
 
     try:
         connections = load_settings()
-    except ValueError as exc:   # a malformed WFM_* value; blocks never echo the rejected value
+        load_connections()
+    except ValueError as exc:   # a malformed WFM_* value or settings file; neither echoes a rejected value
         console.print(Text(f"configuration error: {exc}", style="bold red"))
         raise typer.Exit(code=1) from None
     results = run_checks(connections, timeout=timeout, database=database)
@@ -291,3 +301,33 @@ def _masked(result: ReachResult, secrets: set[str]) -> ReachResult:
     for secret in sorted(secrets, key=len, reverse=True):
         target, detail = target.replace(secret, "***"), detail.replace(secret, "***")
     return dataclasses.replace(result, target=target, detail=detail)
+
+
+def check_connection(connection: Connection, *, timeout: float = 10.0):
+    """`wfm check`'s source check for one named connection; the system column names it."""
+    from blocks.connections import connection_settings
+
+    label = f"{connection.system} {connection.name}"
+    try:
+        settings = connection_settings(
+            connection, use_blocks=os.environ.get("WFM_USE_BLOCKS", "").strip().lower() in ("1", "true", "yes"))
+    except ValueError as exc:   # a secret's variable unset, a Secret block missing
+        return ReachResult(label, public_target(connection.url), "FAILED", None, f"misconfigured: {exc}")
+    today = dt.date.today().isoformat()
+    path, summarize = (("/personnel", _summarize_personnel) if connection.system == CONTACT_CENTER
+                       else (f"/agents/{today}/{today}", _summarize_agents))
+    resolved = _Resolved(connection.url, settings)
+    result = check_source(label, resolved, path, summarize, timeout=timeout, hint="")  # type: ignore[arg-type]
+    secrets = {v for v in (settings.password, settings.token, settings.client_secret) if v}
+    return _masked(result, secrets)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Resolved:
+    """What `check_source` asks of a connection: its URL and its settings."""
+
+    url: str
+    resolved: object
+
+    def settings(self):
+        return self.resolved

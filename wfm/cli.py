@@ -175,13 +175,15 @@ def simulator_serve(port: Annotated[int, typer.Option(help="TCP port on 127.0.0.
                     cc_auth: Annotated[str, typer.Option(help="none|basic|bearer|apikey|oauth2")] = "none",
                     cc_token: Annotated[Optional[str], typer.Option(help="token / API key / client secret")] = None,
                     onec_user: Annotated[str, typer.Option()] = "wfm",
-                    onec_password: Annotated[str, typer.Option()] = "wfm") -> None:
+                    onec_password: Annotated[str, typer.Option()] = "wfm",
+                    sites: Annotated[int, typer.Option(min=1, help="simulated sites (seed+i, colliding ids), "
+                                                                   "site i on port+i")] = 1) -> None:
     """Serve both simulated systems until Ctrl-C."""
     from wfm.commands import serve_simulator
 
     guarded(lambda: serve_simulator(console, port=port, seed=seed, agents=agents, services=services,
                                     groups=groups, days=days, faults=faults, cc_auth=cc_auth, cc_token=cc_token,
-                                    onec_user=onec_user, onec_password=onec_password))
+                                    onec_user=onec_user, onec_password=onec_password, sites=sites))
 
 
 def _register_check() -> None:
@@ -206,6 +208,15 @@ def _register_push() -> None:
 
 
 _register_push()
+
+
+def _register_connections() -> None:
+    from wfm.connection_commands import connections_app
+
+    app.add_typer(connections_app, name="connections")
+
+
+_register_connections()
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -129,7 +129,8 @@ def show_runs(console: Console, limit: int, stream: str | None) -> None:
 
 
 def serve_simulator(console: Console, *, port: int, seed: int, agents: int, services: int, groups: int, days: int,
-                    faults: str, cc_auth: str, cc_token: str | None, onec_user: str, onec_password: str) -> None:
+                    faults: str, cc_auth: str, cc_token: str | None, onec_user: str, onec_password: str,
+                    sites: int = 1) -> None:
     from connectors.simulator import AuthConfig, ServerConfig, SimConfig, serve_forever
 
     start = dt.date.today() - dt.timedelta(days=days - 1)
@@ -141,9 +142,29 @@ def serve_simulator(console: Console, *, port: int, seed: int, agents: int, serv
     cfg = ServerConfig(sim=SimConfig(seed=seed, agents=agents, services=services, groups_per_service=groups,
                                      start=start, days=days), port=port, faults=faults, cc_auth=auth,
                        onec_auth=AuthConfig("basic", username=onec_user, password=onec_password))
+    if sites > 1:
+        return _serve_fleet(console, cfg, sites)
     console.print(f"contact center: http://127.0.0.1:{port}/cc   1C: http://127.0.0.1:{port}/zup/hs/wfm "
                   f"(history {start}..{dt.date.today()}, seed {seed}); Ctrl-C stops")
     serve_forever(cfg)
+
+
+def _serve_fleet(console: Console, base, sites: int) -> None:
+    """Several simulated sites, site i on port+i (connectors/simulator/fleet.py), until Ctrl-C."""
+    import threading
+
+    from connectors.simulator.fleet import fleet_configs, start_fleet
+
+    configs = fleet_configs(sites, base)
+    with start_fleet(configs) as fleet:
+        for name, running in fleet.items():
+            console.print(f"{name}: contact center {running.cc_url}   1C {running.onec_url} "
+                          f"(seed {configs[name].sim.seed})", highlight=False)
+        console.print("Ctrl-C stops")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
 
 
 def run_demo(console: Console, days: int, agents: int) -> None:

@@ -64,6 +64,7 @@ class SimConfig:
     departed: int = 0                 # agents who leave during the history (no employee record)
     hired: int = 0                    # agents who join during the history (no employee record)
     removed_groups: int = 0           # groups closed during the history; departed agents worked there
+    id_seed: int | None = None        # seed of the tabN suffixes; two worlds sharing it share tabN
 
     @property
     def end(self) -> dt.date:
@@ -181,9 +182,13 @@ class World:
             # most agents have one group; some have a second one of the same service
             same_service = [g for g in groups if g.service_id == home.service_id and g.id != home.id]
             member = (home.id,) + ((same_service[0].id,) if same_service and r.random() < 0.3 else ())
+            names = r.choice(LAST_NAMES), r.choice(FIRST_NAMES), r.choice(SECOND_NAMES)
+            tab_suffix = r.randint(10, 99)
+            if cfg.id_seed is not None:      # another world's seed, the same tabN (colliding id spaces)
+                tab_suffix = rng_for(cfg.id_seed, "tab_n", i).randint(10, 99)
             out.append(Person(
-                index=i, last_name=r.choice(LAST_NAMES), first_name=r.choice(FIRST_NAMES),
-                second_name=r.choice(SECOND_NAMES), tab_n=f"{100 + i}-{r.randint(10, 99)}",
+                index=i, last_name=names[0], first_name=names[1], second_name=names[2],
+                tab_n=f"{100 + i}-{tab_suffix}",
                 login=f"u{i:05d}", site=site, timezone=tz, group_ids=member,
                 has_agent=is_agent, has_employee=not no_employee,
                 agent_number_sent=not (is_agent and r.random() < cfg.login_only_share),
