@@ -54,3 +54,17 @@ def guarded(action):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         fail(message)
+
+
+def run_guarded(action) -> None:
+    """`action(console)`, its failures turned into one line."""
+    guarded(lambda: action(console))
+
+
+def connect_warehouse():
+    """An autocommit connection to the warehouse (`WFM_DATABASE_URL` or the embedded one)."""
+    import psycopg
+
+    from engine import database
+
+    return psycopg.connect(database.database_url(), autocommit=True)

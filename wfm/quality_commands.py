@@ -18,6 +18,9 @@ import typer
 from rich import box
 from rich.table import Table
 
+from wfm.console import connect_warehouse as _connect
+from wfm.console import run_guarded as _run
+
 quarantine_app = typer.Typer(help="Rows that were rejected: list (default), show, replay, discard.",
                              invoke_without_command=True, no_args_is_help=False)
 
@@ -169,20 +172,6 @@ def show_quality(console, since: dt.datetime | None) -> None:
     dashboard = reports.write_dashboard(database.database_url(), paths.data_dir() / "docs", moment)
     console.print(f"partitions held back: {held}", highlight=False)
     console.print(f"dashboard: {dashboard}", highlight=False, soft_wrap=True)
-
-
-def _run(action) -> None:
-    from wfm.console import console, guarded
-
-    guarded(lambda: action(console))
-
-
-def _connect():
-    import psycopg
-
-    from engine import database
-
-    return psycopg.connect(database.database_url(), autocommit=True)
 
 
 def _when(value: object) -> str:

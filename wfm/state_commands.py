@@ -17,6 +17,9 @@ import typer
 from rich import box
 from rich.table import Table
 
+from wfm.console import connect_warehouse as _connect
+from wfm.console import run_guarded as _run
+
 state_app = typer.Typer(help="Watermarks: show, set, reset (each change logged in wfm_meta.state_changes).",
                         no_args_is_help=True)
 lake_app = typer.Typer(help="The Parquet lake: rebuild from PostgreSQL, verify against it.", no_args_is_help=True)
@@ -142,20 +145,6 @@ def _ensure(conn) -> None:
     from engine.landing import ledger
 
     ledger.ensure_meta(conn)
-
-
-def _run(action) -> None:
-    from wfm.console import console, guarded
-
-    guarded(lambda: action(console))
-
-
-def _connect():
-    import psycopg
-
-    from engine import database
-
-    return psycopg.connect(database.database_url(), autocommit=True)
 
 
 def _when(value: object) -> str:
