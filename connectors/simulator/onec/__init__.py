@@ -28,8 +28,8 @@ from typing import Any, Callable
 
 import orjson
 
+import connectors.simulator.onec.calendar_ru as calendar_ru
 from connectors.simulator.base import Clock, SimResponse
-from connectors.simulator.onec import calendar_ru
 from connectors.simulator.onec.data import Employee, OneCRoster, add_months, month_end
 from connectors.simulator.onec.timesheet import (
     MS_PER_HOUR,

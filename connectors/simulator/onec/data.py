@@ -24,7 +24,7 @@ import datetime as dt
 from dataclasses import dataclass
 from functools import cached_property
 
-from connectors.simulator.onec import calendar_ru
+import connectors.simulator.onec.calendar_ru as calendar_ru
 from connectors.simulator.world import Person, World, guid_for, rng_for, stable_seed
 
 Row = tuple[str, float]          # one timesheet row: (time type code, hours)
