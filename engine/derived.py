@@ -3,7 +3,9 @@
 `agent_employee_map` links each contact-center agent to a 1C employee: by agentNumber = tabN
 first, then by loginSSO = Login for the agents still unmatched. Unmatched agents and unmatched
 employees stay in the table with the other side empty and `matched_by` = 'unmatched', so they are
-visible rather than dropped. The table is rebuilt whole in one transaction.
+visible rather than dropped. The map is built per site, from the agents of the site's contact
+center and the employees of its 1C base only (ids collide across connections); each site's
+part is rebuilt whole in one transaction.
 
 Each build records a digest of the input columns it read (`wfm_meta.derived_builds`), so a
 reader can tell that the agents or employees changed since (`map_stale`) and refresh the map
@@ -34,13 +36,15 @@ AGENT_EMPLOYEE_MAP = Stream(
 )
 
 REBUILD = """
-WITH by_number AS (
+WITH agents AS (SELECT * FROM wfm.cc_agents WHERE source = %(cc)s),
+people AS (SELECT * FROM wfm.employees WHERE source = %(onec)s),
+by_number AS (
   SELECT DISTINCT ON (a.agent_id) a.agent_id, e.employee_id, 'tab_n' AS matched_by
-  FROM wfm.cc_agents a JOIN wfm.employees e ON a.agent_number <> '' AND e.tab_n = a.agent_number
+  FROM agents a JOIN people e ON a.agent_number <> '' AND e.tab_n = a.agent_number
   ORDER BY a.agent_id, e.finish_work DESC NULLS FIRST, e.employee_id),
 by_login AS (
   SELECT DISTINCT ON (a.agent_id) a.agent_id, e.employee_id, 'login' AS matched_by
-  FROM wfm.cc_agents a JOIN wfm.employees e ON a.login_sso <> '' AND lower(e.login) = lower(a.login_sso)
+  FROM agents a JOIN people e ON a.login_sso <> '' AND lower(e.login) = lower(a.login_sso)
   WHERE a.agent_id NOT IN (SELECT agent_id FROM by_number)
     AND e.employee_id NOT IN (SELECT employee_id FROM by_number)
   ORDER BY a.agent_id, e.finish_work DESC NULLS FIRST, e.employee_id),
@@ -49,8 +53,8 @@ SELECT coalesce(a.agent_id, '') AS agent_id, coalesce(e.employee_id, '') AS empl
        coalesce(m.matched_by, 'unmatched') AS matched_by, a.agent_number, e.tab_n,
        coalesce(e.login, a.login_sso) AS login
 FROM matched m
-FULL JOIN wfm.cc_agents a ON a.agent_id = m.agent_id
-FULL JOIN wfm.employees e ON e.employee_id = m.employee_id
+FULL JOIN agents a ON a.agent_id = m.agent_id
+FULL JOIN people e ON e.employee_id = m.employee_id
 WHERE a.agent_id IS NOT NULL OR e.employee_id IS NOT NULL
 ORDER BY 1, 2
 """
@@ -116,31 +120,45 @@ def unmapped_reason(database_url: str) -> str | None:
 MISSING = {"cc_personnel": "contact-center agents", "onec_personnel": "1C employees"}
 
 
-def build_agent_employee_map(database_url: str, lake_path: str) -> dict[str, int]:
-    """Rebuild the map from the landed agents and employees; returns counts by match kind.
+Pairing = tuple[str, str | None, str | None]   # (site, contact-center connection, 1C connection)
+DEFAULT_SITE: Pairing = (warehouse.DEFAULT, warehouse.DEFAULT, warehouse.DEFAULT)
+
+
+def build_agent_employee_map(database_url: str, lake_path: str,
+                             sites: list[Pairing] | tuple[Pairing, ...] = (DEFAULT_SITE,)) -> dict[str, int]:
+    """Rebuild each site's map from its landed agents and employees; returns counts by match kind.
 
     Rows that did not change keep their lineage columns, so a rerun changes nothing.
     """
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:    # each site's rebuild: a transaction of its own
+        ledger.ensure_meta(conn)
         for stream in (contact_center.CC_AGENTS, onec.EMPLOYEES, AGENT_EMPLOYEE_MAP):
             warehouse.ensure_table(conn, stream)
-        ledger.ensure_meta(conn)
-        run_id = uuid.uuid4()
-        with conn.transaction():
-            conn.execute("""INSERT INTO wfm_meta.derived_builds (dataset, inputs_digest) VALUES (%s, %s)
-                            ON CONFLICT (dataset) DO UPDATE SET inputs_digest = excluded.inputs_digest,
-                            built_at = now()""", (AGENT_EMPLOYEE_MAP.name, inputs_digest(conn)))
-            cur = conn.execute(REBUILD)
-            names = [c.name for c in cur.description]
-            table = pa.Table.from_pylist([dict(zip(names, r)) for r in cur.fetchall()], AGENT_EMPLOYEE_MAP.schema)
-            counts = warehouse.upsert(conn, AGENT_EMPLOYEE_MAP, table, run_id, dt.datetime.now(dt.timezone.utc))
-            stale = conn.execute(
-                """DELETE FROM wfm.agent_employee_map m WHERE NOT EXISTS (SELECT 1 FROM
-                   unnest(%s::text[], %s::text[]) AS k(a, e) WHERE k.a = m.agent_id AND k.e = m.employee_id)""",
-                (table.column("agent_id").to_pylist(), table.column("employee_id").to_pylist())).rowcount
-            if counts.inserted or counts.updated or stale:
-                ledger.mark_partitions(conn, AGENT_EMPLOYEE_MAP.name, [""], run_id)
+        digest = inputs_digest(conn)
+        for site in sites:
+            _rebuild_site(conn, site)
+        conn.execute("""INSERT INTO wfm_meta.derived_builds (dataset, inputs_digest) VALUES (%s, %s)
+                        ON CONFLICT (dataset) DO UPDATE SET inputs_digest = excluded.inputs_digest,
+                        built_at = now()""", (AGENT_EMPLOYEE_MAP.name, digest))
         by_kind: dict[str, int] = dict(
             conn.execute("SELECT matched_by, count(*) FROM wfm.agent_employee_map GROUP BY 1").fetchall())
         lake.publish(conn, AGENT_EMPLOYEE_MAP, lake_path)
     return {k: int(v) for k, v in by_kind.items()}
+
+
+def _rebuild_site(conn: psycopg.Connection, site: Pairing) -> None:
+    """One site's part of the map, rebuilt whole in one transaction."""
+    name, contact_center_name, onec_name = site
+    run_id = uuid.uuid4()
+    with conn.transaction():
+        cur = conn.execute(REBUILD, {"cc": contact_center_name, "onec": onec_name})
+        names = [c.name for c in cur.description]
+        table = pa.Table.from_pylist([dict(zip(names, r)) for r in cur.fetchall()], AGENT_EMPLOYEE_MAP.schema)
+        counts = warehouse.upsert(conn, AGENT_EMPLOYEE_MAP, table, run_id, dt.datetime.now(dt.timezone.utc), name)
+        stale = conn.execute(
+            """DELETE FROM wfm.agent_employee_map m WHERE site = %s AND NOT EXISTS (SELECT 1 FROM
+               unnest(%s::text[], %s::text[]) AS k(a, e) WHERE k.a = m.agent_id AND k.e = m.employee_id)""",
+            (name, table.column("agent_id").to_pylist(), table.column("employee_id").to_pylist())).rowcount
+        if counts.inserted or counts.updated or stale:
+            ledger.mark_partitions(conn, AGENT_EMPLOYEE_MAP.name, [lake.owned_partition(AGENT_EMPLOYEE_MAP, name, None)],
+                                   run_id)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from engine import catalog, derived
+from engine import catalog, derived, migrations
 from engine.landing import ledger, warehouse
 from engine.landing.ledger import META
 from engine.push import deviations, outbox, webhooks
@@ -41,9 +41,11 @@ class Migration:
 
 
 # numbered steps after the baseline, oldest first; never renumber or edit one that has shipped
-MIGRATIONS: tuple[Migration, ...] = ()
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "connections", migrations.own_pulled),    # every row knows its connection (source/site)
+)
 
-_ensured: set[str] = set()
+_ensured: set[tuple[str, str | None]] = set()
 _ensured_lock = threading.Lock()
 
 
@@ -95,11 +97,23 @@ def migrate(conn: psycopg.Connection) -> list[Migration]:
         conn.execute(f"SELECT pg_advisory_unlock({LOCK})")
 
 
-def ensure(database_url: str) -> None:
-    """`migrate` once per process and database: what a flow calls before it lands anything."""
+def ensure(database_url: str, lake_path: str | None = None) -> None:
+    """`migrate` (and `migrate_lake`) once per process, database and lake: what a flow calls
+    before it lands anything."""
     with _ensured_lock:
-        if database_url in _ensured:
+        if (database_url, lake_path) in _ensured:
             return
         with psycopg.connect(database_url, autocommit=True) as conn:
             migrate(conn)
-        _ensured.add(database_url)
+        if lake_path is not None:
+            migrate_lake(lake_path)
+        _ensured.add((database_url, lake_path))
+
+
+def migrate_lake(lake_path: str) -> int:
+    """Move the lake's files to the layout of the migrations this release has (idempotent, file by
+    file: a killed move is finished by the next call); returns how many moved."""
+    from engine.landing import lake
+
+    fs, root = lake.filesystem(lake_path)
+    return migrations.relayout_lake(fs, root, {m.version for m in MIGRATIONS})

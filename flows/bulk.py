@@ -62,12 +62,13 @@ def file_spec(path: Path, stream: str, mapping: dict[str, str] | None, mapping_f
 def bulk_import(path: Path, stream: str, mapping: dict[str, str] | None = None, mapping_file: Path | None = None,
                 file_format: FileFormat = "auto", encoding: str | None = None, delimiter: str | None = None,
                 chunk_rows: int = files.CHUNK_ROWS, threshold: float = 1.0, timezone: str | None = None,
-                datetime_format: str | None = None) -> dict:
+                datetime_format: str | None = None, connection: str = "default") -> dict:
     """Import a file into a stream's table: valid rows land exactly once, invalid rows go to quarantine.
 
     `mapping` maps file columns to stream fields; `threshold` is the share of invalid rows above
     which a chunk is held back (default 1.0: every valid row lands); `timezone` is the zone of
-    times written without one (default: `WFM_DEFAULT_TIMEZONE`), `datetime_format` their format.
+    times written without one (default: `WFM_DEFAULT_TIMEZONE`), `datetime_format` their format;
+    the rows are `connection`'s.
     """
     logger = get_run_logger()
     if not 0 <= threshold <= 1:             # a share; above 1 would land a chunk of nothing but invalid rows
@@ -78,8 +79,8 @@ def bulk_import(path: Path, stream: str, mapping: dict[str, str] | None = None, 
     if columns.ignored:
         logger.warning("%s: columns %s are not fields of %s: ignored", source.name, ", ".join(columns.ignored), stream)
     settings = resolve_settings()
-    schema.ensure(settings.database_url)
-    plan = start_import(settings.database_url, columns.stream, source, threshold, _flow_run_id())
+    schema.ensure(settings.database_url, settings.lake_path)
+    plan = start_import(settings.database_url, columns.stream, source, threshold, _flow_run_id(), connection)
     label, done, held = f"import {source.name}", 0, []
     progress.emit("start", label, source.size)
     try:

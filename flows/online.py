@@ -26,7 +26,7 @@ def sync_online() -> dict:
     """Land one snapshot of agent statuses and group load; returns each stream's pull→commit time."""
     logger = get_run_logger()
     settings = resolve_settings()
-    schema.ensure(settings.database_url)
+    schema.ensure(settings.database_url, settings.lake_path)
     source = settings.source(CONTACT_CENTER)
     if (window := client_for(source).in_maintenance()) is not None:   # a moment not pulled: nothing to resume
         logger.warning("online snapshot skipped: the contact center is in its maintenance window %s", window)

@@ -256,7 +256,7 @@ def deviations(start: dt.date | None = None, end: dt.date | None = None) -> dict
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}")
     if derived.map_stale(settings.database_url):   # the personnel changed since the map was built
-        build_agent_employee_map(settings.database_url, settings.lake_path)
+        build_agent_employee_map(settings.database_url, settings.lake_path, settings.pairings())
     if (reason := derived.unmapped_reason(settings.database_url)) is not None:
         raise derived.DerivedMissing(reason)
     return build_deviations(settings.database_url, settings.lake_path, start, end)

@@ -23,7 +23,7 @@ from tasks.sync import publish_lake
 def replay_quarantine(stream: str | None = None, ids: list[int] | None = None, run: str | None = None) -> list[dict]:
     """Replay held rows (all, one stream's, some ids or one run's); returns one summary per stream."""
     settings = resolve_settings()
-    schema.ensure(settings.database_url)
+    schema.ensure(settings.database_url, settings.lake_path)
     if stream is not None and stream not in catalog.IMPORTABLE:
         raise ValueError(f"unknown stream {stream!r}")
     summaries = []
@@ -31,7 +31,7 @@ def replay_quarantine(stream: str | None = None, ids: list[int] | None = None, r
         report = replay_quarantined(settings.database_url, name, ids, run)
         if report.replayed:
             reconcile_landed(settings.database_url, settings.lake_path, report.run_id, {name: report.partitions},
-                             skip_publish=name, label=f"replay {name}")
+                             skip_publish=name, label=f"replay {name}", sites=settings.map_sites())
             publish_lake(catalog.IMPORTABLE[name], settings.database_url, settings.lake_path)
         summaries.append({**dataclasses.asdict(report), "partitions": sorted(report.partitions)})
         get_run_logger().info("%s: %d of %d held record(s) replayed", name, report.replayed, report.records)

@@ -20,12 +20,15 @@ from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors import timing
+from connectors.config.connections import DEFAULT
 from connectors.contact_center import personnel_ids
 from connectors.errors import SourceDeferred, SourceUnavailable
 from connectors.http import Breaker, breaker_for, forget_breakers
+from connectors.settings import CONTACT_CENTER, ONEC
 from connectors.streams import Stream, Window, bucket_count, windows
+from connectors.systems import SYSTEMS
 from engine import catalog, derived, progress, schema
-from engine.landing import drift, ledger, roster, warehouse
+from engine.landing import drift, lake, ledger, roster, warehouse
 from engine.landing.limits import breaker_failures, source_slot
 from engine.landing.window import RunPlan, client_for
 from engine.push import webhook_outbox
@@ -70,8 +73,8 @@ def _midnight(day: dt.date) -> dt.datetime:
 
 def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection,
                     start: dt.datetime, end: dt.datetime, now: dt.datetime | None = None,
-                    breaker: Breaker | None = None) -> list[Window]:
-    """The windows of a run: period spans × id buckets, with the context a request needs.
+                    breaker: Breaker | None = None, connection: str = DEFAULT) -> list[Window]:
+    """The windows of a run of one connection: period spans × id buckets, with the context a request needs.
 
     A history stream asks, for each window, every id known for its period (`engine/landing/roster.py`):
     today's /personnel and the agents or groups that have left it since. A snapshot asks today's.
@@ -79,7 +82,7 @@ def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection
     plans with the ids the warehouse remembers, and its windows are deferred or fail on their own.
     """
     if stream.ids in ("agents", "groups"):
-        source = settings.source(stream.system)
+        source = settings.source(stream.system, connection)
         try:
             with source_slot(source.url):   # the id lookup is a request to the source too
                 listed: list[str] | None = personnel_ids(client_for(source), breaker)[stream.ids]
@@ -95,46 +98,58 @@ def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection
         return [narrowed for window in planned if (narrowed := known.narrow(window)).ids]
     if stream.ids == "employees":
         employees = conn.execute(
-            """SELECT employee_id, norm_week, norm_week_change_date FROM wfm.employees
-               WHERE finish_work IS NULL OR finish_work >= %s ORDER BY employee_id""", (start.date(),)).fetchall()
+            """SELECT employee_id, norm_week, norm_week_change_date FROM wfm.employees WHERE source = %s
+               AND (finish_work IS NULL OR finish_work >= %s) ORDER BY employee_id""",
+            (connection, start.date())).fetchall()
         norms = {e: [(w, d.isoformat())] for e, w, d in employees}
         return [dataclasses.replace(w, context={"norms": norms, "mode": "month"})
                 for w in windows(stream, start, end, list(norms))]
     return windows(stream, start, end)
 
 
-@flow(name="sync-stream", flow_run_name="sync {stream}", task_runner=ThreadPoolTaskRunner(max_workers=4))
+@flow(name="sync-stream", flow_run_name="sync {stream} {connection}", task_runner=ThreadPoolTaskRunner(max_workers=4))
 def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
-                dry_run: bool = False, threshold: float | None = None, breaker_scope: str | None = None) -> dict:
-    """Sync one stream into PostgreSQL and the Parquet lake; returns the ledger row of the run.
+                dry_run: bool = False, threshold: float | None = None, breaker_scope: str | None = None,
+                connection: str = DEFAULT) -> dict:
+    """Sync one stream of one connection into PostgreSQL and the Parquet lake; returns the run's ledger row.
 
     `breaker_scope`: the sync this run is part of; its streams share one circuit breaker per
     source, so a dead source costs one retry budget per sync, not one per stream."""
     logger = get_run_logger()
     declared = catalog.STREAMS[stream]
     settings = resolve_settings()
+    source = settings.source(declared.system, connection)
     now = dt.datetime.now(UTC).replace(microsecond=0)
     with timing.stage("planning + run ledger"):
-        schema.ensure(settings.database_url)
+        schema.ensure(settings.database_url, settings.lake_path)
     with timing.stage("planning + run ledger"), psycopg.connect(settings.database_url, autocommit=True) as conn:
         warehouse.ensure_table(conn, declared)
         if declared.ids == "employees":
             warehouse.ensure_table(conn, catalog.STREAMS["employees"])
-        mode, period_start, period_end = plan_period(declared, ledger.watermark(conn, stream), now, start, end)
+        mode, period_start, period_end = plan_period(declared, ledger.watermark(conn, stream, connection), now,
+                                                     start, end)
         run_id = uuid.uuid4()
-        source = settings.source(declared.system)
         scope = breaker_scope or str(run_id)
         breaker = breaker_for(scope, source.key, breaker_failures())   # the windows' tasks share it
-        todo = request_windows(declared, settings, conn, period_start, period_end, now, breaker)
-        ledger.start_run(conn, run_id, stream, mode, period_start, period_end, todo, now, _flow_run_id())
+        try:
+            todo = request_windows(declared, settings, conn, period_start, period_end, now, breaker, connection)
+        except Exception as exc:   # the source is down before the first window: the ledger says so too
+            ledger.start_run(conn, run_id, stream, mode, period_start, period_end, [], now, _flow_run_id(),
+                             source=connection)
+            ledger.finish_run(conn, run_id, "failed", _one_line_text(exc)[:2000])
+            if breaker_scope is None:
+                forget_breakers(scope)
+            raise
+        ledger.start_run(conn, run_id, stream, mode, period_start, period_end, todo, now, _flow_run_id(),
+                         source=connection)
         if mode == "backfill" and not force:
-            done = ledger.landed_windows(conn, stream, period_start, period_end)
+            done = ledger.landed_windows(conn, stream, period_start, period_end, connection)
             skipped = [w for w in todo if (w.start, w.end, ledger.ids_hash(w)) in done]
             ledger.mark_skipped(conn, run_id, skipped)
             todo = [w for w in todo if w not in skipped]
-    plan = RunPlan(run_id, declared, settings.source(declared.system), settings.database_url, mode,
-                   period_end, now, threshold, dry_run, force, scope)
-    logger.info("%s: %s %s..%s, %d windows", stream, mode, period_start, period_end, len(todo))
+    plan = RunPlan(run_id, declared, source, settings.database_url, mode, period_end, now, threshold, dry_run, force,
+                   scope, connection)
+    logger.info("%s (%s): %s %s..%s, %d windows", stream, connection, mode, period_start, period_end, len(todo))
     progress.emit("start", stream, len(todo))
     futures = [sync_window.submit(plan, window) for window in todo]
     problems: list[str] = []
@@ -166,7 +181,8 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
         try:
             with timing.stage("reconciliation"):
                 checks = reconcile_landed(settings.database_url, settings.lake_path, run_id, {stream: landed},
-                                          skip_publish=stream, label=stream)
+                                          skip_publish=stream, label=_label(stream, connection),
+                                          sites=settings.map_sites())
             held = f"reconciliation held {len(checks.held)} partition(s) — {checks.message}" if checks.errors else None
         except Exception as exc:  # a broken rule must not keep what landed from being published
             held = f"reconciliation failed: {_one_line_text(exc)}"
@@ -186,9 +202,9 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
         deliver_after_run(settings.database_url)    # bounded, best-effort; deliver-webhooks does the rest
     if problems:
         later = f"; {len(deferred)} deferred" if deferred else ""
-        raise SyncFailed(f"{stream}: {len(problems)} window(s) not landed{later} — {problems[0]}")
+        raise SyncFailed(f"{_label(stream, connection)}: {len(problems)} window(s) not landed{later} — {problems[0]}")
     if held:
-        raise SyncFailed(f"{stream}: {held}")
+        raise SyncFailed(f"{_label(stream, connection)}: {held}")
     return run
 
 
@@ -201,6 +217,11 @@ def _notice(anomalies: list[str], deferred: list[str]) -> str | None:
         more = f" (and {len(anomalies) - 1} more window(s))" if len(anomalies) > 1 else ""
         parts.append(f"anomaly: {anomalies[0]}{more}")
     return "; ".join(parts)[:2000] or None
+
+
+def _label(stream: str, connection: str) -> str:
+    """How messages name a run: `agent_calls (cc-north)`; a single-source installation's just `agent_calls`."""
+    return stream if connection == DEFAULT else f"{stream} ({connection})"
 
 
 def _one_line_text(exc: BaseException) -> str:
@@ -224,13 +245,14 @@ def _flow_run_id() -> str | None:
 
 def _artifact(run: dict) -> None:
     rows = "\n".join(f"| {k} | {run[k]} |" for k in (
-        "stream", "mode", "status", "period_start", "period_end", "windows_planned", "windows_landed",
+        "stream", "source", "mode", "status", "period_start", "period_end", "windows_planned", "windows_landed",
         "windows_skipped", "windows_held", "windows_anomaly", "windows_deferred", "rows_fetched",
         "duplicates_removed", "rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined", "api_calls",
         "retries", "throttled", "watermark_before", "watermark_after", "error", "notice"))
-    create_markdown_artifact(f"### Sync of `{run['stream']}`\n\n| field | value |\n|---|---|\n{rows}\n",
-                             key=f"sync-{run['stream'].replace('_', '-')}",
-                             description=f"{run['stream']} {run['status']}")
+    create_markdown_artifact(f"### Sync of `{run['stream']}` from `{run['source']}`\n\n"
+                             f"| field | value |\n|---|---|\n{rows}\n",
+                             key=f"sync-{run['stream'].replace('_', '-')}-{run['source'].replace('_', '-')}",
+                             description=f"{run['stream']} ({run['source']}) {run['status']}")
 
 
 def stream_runner(dask_address: str | None = None):
@@ -247,8 +269,10 @@ def stream_runner(dask_address: str | None = None):
 
 
 def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, force: bool,
-                  dry_run: bool, dask_address: str | None = None) -> list[dict]:
-    """Run streams one after another; one failing stream does not stop the others.
+                  dry_run: bool, dask_address: str | None = None, connections: list[str] | None = None) -> list[dict]:
+    """Run each stream for each connection of its system (or the `connections` named), one after
+    another; one failing stream or connection does not stop the others, and the error says which
+    failed and why.
 
     `all` means every stream of the systems that are configured; naming a stream of a system
     that is not configured is an error.
@@ -268,33 +292,66 @@ def _sync_streams(names: list[str], start: dt.date | None, end: dt.date | None, 
             get_run_logger().warning("not configured, skipped: %s", ", ".join(skipped))
         if not chosen:
             raise SyncFailed("no source is configured: set WFM_CC_URL and/or WFM_ONEC_URL")
-    results, failures = [], []
+    runs = _runs_of(settings, chosen, connections)
+    results, failures, failed = [], [], set()
     run_stream = stream_runner(dask_address)
     scope = f"sync-{uuid.uuid4()}"   # one circuit breaker per source for all these streams
     try:
-        for declared in chosen:
+        for declared, connection in runs:
             try:
-                results.append(run_stream(declared.name, start, end, force, dry_run, breaker_scope=scope))
+                results.append(run_stream(declared.name, start, end, force, dry_run, breaker_scope=scope,
+                                          connection=connection))
             except Exception as exc:
-                failures.append(str(exc).splitlines()[0])
+                failed.add((declared.system, connection))
+                text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                label = _label(declared.name, connection)
+                failures.append(text if text.startswith(label) else f"{label}: {text}")
     finally:
         forget_breakers(scope)
     personnel = {s.name for s in chosen} & derived.MAP_INPUTS.keys()   # a map reader must not find it stale
-    if not dry_run and not failures and (any(n in ("all", "agent_employee_map") for n in names) or (
+    if not dry_run and (any(n in ("all", "agent_employee_map") for n in names) or (
             personnel and derived.map_stale(settings.database_url))):
-        build_agent_employee_map(settings.database_url, settings.lake_path)
-        reconcile_landed(settings.database_url, settings.lake_path, uuid.uuid4(), {"agent_employee_map": [""]},
-                         days=period_days(results), label="agent_employee_map")
+        _map_sites(settings, results, failed, connections)
     if failures:
-        raise SyncFailed("; ".join(failures))
+        raise SyncFailed("; ".join(failures) if len(failures) == 1 or all(c == DEFAULT for _, c in runs) else
+                         f"{len(failures)} of {len(runs)} run(s) failed: " + "; ".join(failures))
     return results
+
+
+def _runs_of(settings: Settings, chosen: list[Stream], connections: list[str] | None) -> list[tuple[Stream, str]]:
+    """(stream, connection) pairs: every connection of each stream's system, or those named."""
+    if connections:
+        known = {c for s in SYSTEMS for c in settings.connections(s)}
+        unknown = sorted(set(connections) - known)
+        if unknown:
+            raise SyncFailed(f"unknown connection(s) {', '.join(unknown)} ({settings.origin}); known: "
+                             f"{', '.join(sorted(known)) or 'none'}")
+    runs = [(s, c) for s in chosen for c in settings.connections(s.system) if not connections or c in connections]
+    if not runs and chosen:
+        raise SyncFailed(f"no connection of {', '.join(sorted({s.system for s in chosen}))} named "
+                         f"{', '.join(connections or [])}")
+    return runs
+
+
+def _map_sites(settings: Settings, results: list[dict], failed: set[tuple[str, str]],
+               connections: list[str] | None) -> None:
+    """Rebuild the agent map of every site whose connections ran and none failed."""
+    sites = [(site, cc, zup) for site, cc, zup in settings.pairings()
+             if not ({(CONTACT_CENTER, cc), (ONEC, zup)} & failed)
+             and (not connections or cc in connections or zup in connections)]
+    if not sites:
+        return
+    build_agent_employee_map(settings.database_url, settings.lake_path, sites)
+    partitions = [lake.owned_partition("agent_employee_map", site, None) for site, _, _ in sites]
+    reconcile_landed(settings.database_url, settings.lake_path, uuid.uuid4(), {"agent_employee_map": partitions},
+                     days=period_days(results), label="agent_employee_map", sites=settings.map_sites())
 
 
 def _family_flow(family: catalog.Family):
     @flow(name=f"sync-{family.name.replace('_', '-')}")
     def sync_family(start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
-                    dry_run: bool = False) -> list[dict]:
-        return _sync_streams([s.name for s in family.streams], start, end, force, dry_run)
+                    dry_run: bool = False, connections: list[str] | None = None) -> list[dict]:
+        return _sync_streams([s.name for s in family.streams], start, end, force, dry_run, connections=connections)
     sync_family.__doc__ = f"Sync {', '.join(s.name for s in family.streams)}."
     return sync_family
 
@@ -304,13 +361,14 @@ FAMILY_FLOWS = {family.name: _family_flow(family) for family in catalog.FAMILIES
 
 @flow(name="sync-all")
 def sync_all(start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
-             dry_run: bool = False) -> list[dict]:
-    """Every stream of both systems, then the agent ↔ employee map."""
-    return _sync_streams(["all"], start, end, force, dry_run)
+             dry_run: bool = False, connections: list[str] | None = None) -> list[dict]:
+    """Every stream of every connection (or of the `connections` named), then each site's agent ↔ employee map."""
+    return _sync_streams(["all"], start, end, force, dry_run, connections=connections)
 
 
 @flow(name="sync")
 def sync(streams: list[str], start: dt.date | None = None, end: dt.date | None = None, force: bool = False,
-         dry_run: bool = False, dask_address: str | None = None) -> list[dict]:
-    """Sync the named streams or families (the `wfm sync` command); windows on Dask with `dask_address`."""
-    return _sync_streams(streams, start, end, force, dry_run, dask_address)
+         dry_run: bool = False, dask_address: str | None = None, connections: list[str] | None = None) -> list[dict]:
+    """Sync the named streams or families (the `wfm sync` command) of every connection, or of the
+    `connections` named; windows on Dask with `dask_address`."""
+    return _sync_streams(streams, start, end, force, dry_run, dask_address, connections)

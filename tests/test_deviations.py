@@ -49,12 +49,13 @@ def land_logins(database_url: str, agent_id: str, employee_id: str, sessions: li
         for stream in (cc.AGENT_LOGINS, AGENT_EMPLOYEE_MAP):
             warehouse.ensure_table(conn, stream)
         with conn.transaction():
-            conn.execute("""INSERT INTO wfm.agent_employee_map (agent_id, employee_id, matched_by, _run_id,
-                            _extracted_at) VALUES (%s, %s, 'tab_n', gen_random_uuid(), now()) ON CONFLICT DO NOTHING""",
+            conn.execute("""INSERT INTO wfm.agent_employee_map (site, agent_id, employee_id, matched_by, _run_id,
+                            _extracted_at) VALUES ('default', %s, %s, 'tab_n', gen_random_uuid(), now())
+                            ON CONFLICT DO NOTHING""",
                          (agent_id, employee_id))
             for start, end in sessions:
-                conn.execute("""INSERT INTO wfm.agent_logins (agent_id, login_at, logout_at, duration_ms, _run_id,
-                                _extracted_at) VALUES (%s, %s, %s, %s, gen_random_uuid(), now())""",
+                conn.execute("""INSERT INTO wfm.agent_logins (source, agent_id, login_at, logout_at, duration_ms,
+                                _run_id, _extracted_at) VALUES ('default', %s, %s, %s, %s, gen_random_uuid(), now())""",
                              (agent_id, start, end, int((end - start).total_seconds() * 1000)))
 
 
@@ -114,7 +115,8 @@ def test_a_deviation_waits_for_its_schedule_in_1c(wfm_env, database_url, tmp_pat
         confirm(conn, "wfm")
     assert push_deviations() == {"waiting_for_schedule": 1} and not sim.simulation.onec.documents(employee_id)
     with psycopg.connect(database_url) as conn:     # logins landed only up to 19 Nov 06:00: the 19th is not built
-        conn.execute("INSERT INTO wfm_meta.watermarks (stream, value) VALUES ('agent_logins', '2026-11-19T06:00Z')")
+        conn.execute("""INSERT INTO wfm_meta.watermarks (stream, source, value)
+                        VALUES ('agent_logins', 'default', '2026-11-19T06:00Z')""")
     assert build(database_url, tmp_path)["through"] == "2026-11-18"
 
 

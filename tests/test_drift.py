@@ -100,5 +100,5 @@ def test_a_drifted_source_is_reported_keeps_the_new_field_and_holds_the_renamed_
     with psycopg.connect(database_url) as conn:
         landed, with_id = conn.execute("SELECT count(*), count(_extra -> 'callId') FROM wfm.agent_calls").fetchone()
     assert landed == with_id > 0
-    assert {p.parent.name for p in (tmp_path / "lake" / "agent_calls").glob("*/part-0.parquet")} >= {
+    assert {p.parent.name for p in (tmp_path / "lake" / "agent_calls").glob("source=default/*/part-0.parquet")} >= {
         f"date={SIM_START}"}

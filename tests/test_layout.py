@@ -134,7 +134,7 @@ def test_an_unknown_source_system_is_an_error_not_another_systems_settings():
     from engine.settings import Settings
 
     assert set(SYSTEMS) == {"contact center", "1C:ZUP"}
-    settings = Settings(contact_center=None, onec=None, database_url="", lake_path="")
+    settings = Settings(sources={}, database_url="", lake_path="")
     with pytest.raises(ValueError, match="unknown source system 'crm'"):
         settings.source("crm")
     with pytest.raises(RuntimeError, match="1C:ZUP is not configured: set WFM_ONEC_URL"):

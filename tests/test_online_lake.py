@@ -91,8 +91,8 @@ def test_a_whole_day_rebuild_replaces_the_snapshot_files(wfm_env, database_url, 
     stream = snapshots.STREAMS[0]
     with psycopg.connect(database_url, autocommit=True) as conn:
         with conn.transaction():
-            lake.ledger.mark_partitions(conn, stream.name, [lake.partition_name(DAY)], lake.uuid.uuid4())
-        assert lake.publish(conn, stream, lake_path) == [lake.partition_name(DAY)]
+            lake.ledger.mark_partitions(conn, stream.name, [lake.owned_partition(stream, "default", DAY)], lake.uuid.uuid4())
+        assert lake.publish(conn, stream, lake_path) == [lake.owned_partition(stream, "default", DAY)]
     assert files(lake_path, stream.name) == ["part-0.parquet"]
     truth = keys(database_url, stream.name)
     assert all(rows == truth for rows in read_back(lake_path, stream.name).values())

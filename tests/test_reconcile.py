@@ -22,7 +22,7 @@ from .conftest import SIM_START
 from .landing import land, latest_artifact
 
 FIRST, LAST = SIM_START, SIM_START + dt.timedelta(days=1)
-ON_FIRST, ON_LAST = f"date={FIRST}", f"date={LAST}"
+ON_FIRST, ON_LAST = f"source=default/date={FIRST}", f"source=default/date={LAST}"
 
 
 def holds(database_url: str) -> set[tuple[str, str]]:
@@ -31,7 +31,7 @@ def holds(database_url: str) -> set[tuple[str, str]]:
 
 
 def published(lake: Path, table: str) -> set[str]:
-    return {p.parent.name for p in (lake / table).glob("*/part-0.parquet")}
+    return {f"{p.parent.parent.name}/{p.parent.name}" for p in (lake / table).glob("*/*/part-0.parquet")}
 
 
 def rows_per_day(database_url: str, table: str, column: str) -> dict[dt.date, int]:
@@ -92,13 +92,13 @@ def test_norm_hours_of_zero_hold_only_those_employees_in_those_months(wfm_env, d
     assert holds(database_url) == {("norm_hours", p) for p in failed}
     assert published(tmp_path / "lake", "norm_hours") == landed["norm_hours"]   # ... without the held rows
     with psycopg.connect(database_url) as conn:
-        zero = set(conn.execute("""SELECT employee_id, 'date=' || period_start FROM wfm.norm_hours
+        zero = set(conn.execute("""SELECT employee_id, 'source=' || source || '/date=' || period_start FROM wfm.norm_hours
                                    WHERE norm_hours <= 0""").fetchall())
         scoped = set(conn.execute("""SELECT scope::jsonb ->> 'employee_id', partition FROM wfm_meta.partition_holds
                                      """).fetchall())
     assert scoped and scoped <= zero
     lake = pq.read_table(tmp_path / "lake" / "norm_hours", partitioning="hive").to_pylist()
-    in_lake = {(r["employee_id"], f"date={r['date']}") for r in lake}
+    in_lake = {(r["employee_id"], f"source={r['source']}/date={r['date']}") for r in lake}
     assert not scoped & in_lake and len(in_lake) > len(scoped)
 
 

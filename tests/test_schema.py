@@ -21,7 +21,7 @@ def _tables(conn: psycopg.Connection, schema_name: str) -> set[str]:
 
 def test_migrate_creates_every_meta_table_and_a_second_run_changes_nothing(database_url):
     with psycopg.connect(database_url, autocommit=True) as conn:
-        assert schema.migrate(conn) == []
+        assert schema.migrate(conn) == list(schema.MIGRATIONS)     # recorded: on a fresh warehouse, no-ops
         assert META_TABLES <= _tables(conn, "wfm_meta")
         assert _tables(conn, "wfm") == set()        # stream tables come with their first landing
         before = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'wfm_meta'").fetchone()
@@ -33,18 +33,20 @@ def test_migrate_creates_every_meta_table_and_a_second_run_changes_nothing(datab
 def test_a_numbered_migration_runs_once_and_keeps_what_landed(database_url, monkeypatch: pytest.MonkeyPatch):
     with psycopg.connect(database_url, autocommit=True) as conn:
         schema.migrate(conn)
-        conn.execute("INSERT INTO wfm_meta.watermarks (stream, value) VALUES ('agent_calls', now())")
+        conn.execute("INSERT INTO wfm_meta.watermarks (stream, source, value) VALUES ('agent_calls', 'default', now())")
+        version = len(schema.MIGRATIONS) + 1
         calls = []
 
         def add_note(c: psycopg.Connection) -> None:
             calls.append(1)
             c.execute("ALTER TABLE wfm_meta.watermarks ADD COLUMN note text NOT NULL DEFAULT 'kept'")
 
-        monkeypatch.setattr(schema, "MIGRATIONS", (schema.Migration(1, "watermark notes", add_note),))
-        assert [m.version for m in schema.migrate(conn)] == [1]
+        monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, schema.Migration(version, "watermark notes",
+                                                                                          add_note)))
+        assert [m.version for m in schema.migrate(conn)] == [version]
         assert schema.migrate(conn) == []
         assert calls == [1]
-        assert schema.applied(conn) == {1: "watermark notes"}
+        assert schema.applied(conn)[version] == "watermark notes"
         assert conn.execute("SELECT stream, note FROM wfm_meta.watermarks").fetchall() == [("agent_calls", "kept")]
 
 
@@ -66,4 +68,5 @@ def test_wfm_migrate_says_where_the_schema_stands(database_url, monkeypatch: pyt
     monkeypatch.setenv("WFM_DATABASE_URL", database_url)
     result = CliRunner().invoke(app, ["migrate"])
     assert result.exit_code == 0, result.output
-    assert "schema is current (migration 0, 0 applied now)" in result.output
+    latest = len(schema.MIGRATIONS)
+    assert f"schema is current (migration {latest}, {latest} applied now)" in result.output

@@ -85,7 +85,8 @@ def test_lake_rebuild_restores_a_deleted_lake_and_verify_catches_a_tampered_part
         with psycopg.connect(database_url) as conn:
             lake.publish(conn, catalog.STREAMS[name], str(root))
     published = lake_files(root)
-    assert {"agent_logins/date=2026-11-09/part-0.parquet", "cc_agents/part-0.parquet"} <= set(published)
+    assert {"agent_logins/source=default/date=2026-11-09/part-0.parquet",
+            "cc_agents/source=default/part-0.parquet"} <= set(published)
     assert wfm("lake", "verify").exit_code == 0
 
     shutil.rmtree(root)
@@ -95,27 +96,31 @@ def test_lake_rebuild_restores_a_deleted_lake_and_verify_catches_a_tampered_part
     verified = wfm("lake", "verify")
     assert verified.exit_code == 0 and "3 partition(s) equal, 0 fault(s)" in verified.output, verified.output
 
-    tampered = root / "agent_logins" / f"date={LAST}" / "part-0.parquet"
+    tampered = root / "agent_logins" / "source=default" / f"date={LAST}" / "part-0.parquet"
     table = pq.read_table(tampered)
     durations = table.column("duration_ms").to_pylist()
     durations[0] += 1000
     pq.write_table(table.set_column(table.schema.get_field_index("duration_ms"), "duration_ms",
                                     pc.cast(durations, table.schema.field("duration_ms").type)), tampered)
-    (root / "agent_logins" / f"date={FIRST}" / "part-0.parquet").unlink()
-    (root / "agent_logins" / "date=2020-01-01").mkdir()
-    shutil.copy(tampered, root / "agent_logins" / "date=2020-01-01" / "part-0.parquet")
+    (root / "agent_logins" / "source=default" / f"date={FIRST}" / "part-0.parquet").unlink()
+    (root / "agent_logins" / "source=default" / "date=2020-01-01").mkdir()
+    shutil.copy(tampered, root / "agent_logins" / "source=default" / "date=2020-01-01" / "part-0.parquet")
     found = wfm("lake", "verify", "agent_logins")
     assert found.exit_code == 1 and "0 partition(s) equal, 3 fault(s)" in found.output, found.output
-    for partition, status in ((f"date={LAST}", "differs"), (f"date={FIRST}", "missing"), ("date=2020-01-01", "extra")):
+    for partition, status in ((f"source=default/date={LAST}", "differs"), (f"source=default/date={FIRST}", "missing"),
+                              ("source=default/date=2020-01-01", "extra")):
         assert any(partition in line and status in line for line in found.output.splitlines()), (partition, status)
 
     with psycopg.connect(database_url) as conn:                    # a partition held whole stays out of the lake
         conn.execute("""INSERT INTO wfm_meta.partition_holds (table_name, partition, check_name, run_id)
-                        VALUES ('agent_logins', %s, 'status_within_login', %s)""", (f"date={LAST}", uuid.uuid4()))
+                        VALUES ('agent_logins', %s, 'status_within_login', %s)""",
+                     (f"source=default/date={LAST}", uuid.uuid4()))
     again = wfm("lake", "rebuild", "agent_logins", "--start", str(FIRST), "--end", str(LAST))
     assert again.exit_code == 0 and "1 partition(s) written, 1 removed" in again.output, again.output
-    assert "agent_logins/date=2020-01-01/part-0.parquet" in lake_files(root)   # outside --start/--end: untouched
+    # outside --start/--end: untouched
+    assert "agent_logins/source=default/date=2020-01-01/part-0.parquet" in lake_files(root)
     assert "1 partition(s) written, 1 removed" in wfm("lake", "rebuild", "agent_logins").output
-    assert set(lake_files(root)) == {f"agent_logins/date={FIRST}/part-0.parquet", "cc_agents/part-0.parquet"}
+    assert set(lake_files(root)) == {f"agent_logins/source=default/date={FIRST}/part-0.parquet",
+                                     "cc_agents/source=default/part-0.parquet"}
     final = wfm("lake", "verify")
     assert final.exit_code == 0 and "withheld" in final.output, final.output

@@ -48,7 +48,8 @@ def delimiter_option(text: str | None) -> str | None:
 
 def run_import(console: Console, path: Path, stream: str, map_text: str | None, mapping_file: Path | None,
                file_format: str, encoding: str | None, delimiter: str | None, chunk_rows: int,
-               threshold: float, timezone: str | None = None, datetime_format: str | None = None) -> dict:
+               threshold: float, timezone: str | None = None, datetime_format: str | None = None,
+               connection: str = "default") -> dict:
     """Import a file through the `bulk_import` flow; prints the run, ignored columns and quarantined rows."""
     prefect_api.start()
     from connectors import files
@@ -62,7 +63,7 @@ def run_import(console: Console, path: Path, stream: str, map_text: str | None, 
     prefect_api.ready()
     with _bars(console, bytes_=True):
         run = bulk_import(spec.path, stream, spec.mapping, None, file_format, encoding,  # type: ignore[arg-type]
-                          spec.delimiter, chunk_rows, threshold, timezone, datetime_format)
+                          spec.delimiter, chunk_rows, threshold, timezone, datetime_format, connection)
     file = run["file"]
     _summary(console, f"import {Path(file['path']).name} → {run['stream']}", {
         "format": _format(file), "status": run["status"], "chunks": run["windows_landed"],

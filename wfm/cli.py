@@ -31,12 +31,15 @@ def sync(streams: Annotated[list[str], typer.Argument(help="streams or families,
          force: Annotated[bool, typer.Option(help="re-land windows an earlier backfill landed")] = False,
          dry_run: Annotated[bool, typer.Option(help="extract and validate, land nothing")] = False,
          dask: Annotated[Optional[str], typer.Option(
-             help="run the windows on this Dask scheduler, e.g. tcp://HOST:8786 (default: local threads)")] = None
+             help="run the windows on this Dask scheduler, e.g. tcp://HOST:8786 (default: local threads)")] = None,
+         connection: Annotated[Optional[list[str]], typer.Option(
+             "--connection", "-c", help="only this connection (repeatable; default: every configured one)")] = None
          ) -> None:
-    """Sync streams: incremental from the watermark, or a backfill with --start/--end (inclusive days)."""
+    """Sync streams of every connection: incremental from each watermark, or a backfill with --start/--end."""
     from wfm.commands import run_sync
 
-    guarded(lambda: run_sync(console, streams, start and start.date(), end and end.date(), force, dry_run, dask))
+    guarded(lambda: run_sync(console, streams, start and start.date(), end and end.date(), force, dry_run, dask,
+                             connection or None))
 
 
 @app.command()
@@ -51,16 +54,18 @@ def prune(table: Annotated[Optional[list[str]], typer.Option(help="only this ret
 
 @app.command()
 def runs(limit: Annotated[int, typer.Option(help="how many runs")] = 20,
-         stream: Annotated[Optional[str], typer.Option(help="only this stream")] = None) -> None:
+         stream: Annotated[Optional[str], typer.Option(help="only this stream")] = None,
+         connection: Annotated[Optional[str], typer.Option("--connection", "-c", help="only this connection")] = None
+         ) -> None:
     """The recent run ledger."""
     from wfm.commands import show_runs
 
-    guarded(lambda: show_runs(console, limit, stream))
+    guarded(lambda: show_runs(console, limit, stream, connection))
 
 
 @app.command()
 def migrate() -> None:
-    """Bring the warehouse's schema to this release (every sync does it too); idempotent."""
+    """Bring the warehouse's schema and the lake's layout to this release (every sync does it too); idempotent."""
     from wfm.commands import run_migrate
 
     guarded(lambda: run_migrate(console))
@@ -110,12 +115,16 @@ def import_file(path: FileArg, stream: StreamOpt, map_: MapOpt = None, mapping: 
                 file_format: FormatOpt = "auto", encoding: EncodingOpt = None, delimiter: DelimiterOpt = None,
                 chunk_rows: ChunkOpt = 50_000,
                 threshold: Annotated[float, typer.Option(help="hold a chunk back above this invalid share")] = 1.0,
-                timezone: ZoneOpt = None, datetime_format: TimeFormatOpt = None) -> None:
+                timezone: ZoneOpt = None, datetime_format: TimeFormatOpt = None,
+                connection: Annotated[str, typer.Option("--connection", "-c",
+                                                        help="whose rows these are (a connection name)")] = "default"
+                ) -> None:
     """Import a file into a stream's table: valid rows land exactly once, invalid rows are quarantined."""
     from wfm.bulk_commands import run_import
+    from wfm.connection_commands import check_name
 
     guarded(lambda: run_import(console, path, stream, map_, mapping, file_format, encoding, delimiter, chunk_rows,
-                               threshold, timezone, datetime_format))
+                               threshold, timezone, datetime_format, check_name(connection)))
 
 
 @app.command()
@@ -178,7 +187,7 @@ def simulator_serve(port: Annotated[int, typer.Option(help="TCP port on 127.0.0.
                     onec_password: Annotated[str, typer.Option()] = "wfm",
                     sites: Annotated[int, typer.Option(min=1, help="simulated sites (seed+i, colliding ids), "
                                                                    "site i on port+i")] = 1) -> None:
-    """Serve both simulated systems until Ctrl-C."""
+    """Serve both simulated systems (of one site, or of several) until Ctrl-C."""
     from wfm.commands import serve_simulator
 
     guarded(lambda: serve_simulator(console, port=port, seed=seed, agents=agents, services=services,

@@ -17,7 +17,8 @@ from wfm import prefect_api
 
 
 def run_sync(console: Console, streams: list[str], start: dt.date | None, end: dt.date | None,
-             force: bool, dry_run: bool, dask_address: str | None = None) -> list[dict]:
+             force: bool, dry_run: bool, dask_address: str | None = None,
+             connections: list[str] | None = None) -> list[dict]:
     """Run the `sync` flow with a progress bar per stream; prints the ledger rows of the runs."""
     from engine import catalog, progress
 
@@ -41,19 +42,30 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
     progress.subscribe(listener)
     try:
         with bars:
-            if len(streams) == 1 and streams[0] in catalog.STREAMS and not dask_address:
+            single = _single_connection(connections)
+            if len(streams) == 1 and streams[0] in catalog.STREAMS and not dask_address and single:
                 # one stream is one flow run: a parent flow around it would cost a second flow start
-                results = [sync_stream(streams[0], start, end, force, dry_run)]
+                results = [sync_stream(streams[0], start, end, force, dry_run, connection=single)]
             else:
-                results = sync(streams, start, end, force, dry_run, dask_address)
+                results = sync(streams, start, end, force, dry_run, dask_address, connections)
     finally:
         progress.unsubscribe(listener)
     print_runs(console, results)
     return results
 
 
+def _single_connection(connections: list[str] | None) -> str | None:
+    """The one connection a run is for: the one named, or `default` when no settings file declares any."""
+    from connectors.config.connections import DEFAULT, load
+
+    if connections:
+        return connections[0] if len(connections) == 1 else None
+    return DEFAULT if load().origin == "environment" else None
+
+
 RUN_COLUMNS = {   # header -> how to read it off a ledger row
-    "stream": lambda r: r["stream"], "mode": lambda r: r["mode"], "status": lambda r: r["status"],
+    "stream": lambda r: r["stream"], "connection": lambda r: r.get("source", ""), "mode": lambda r: r["mode"],
+    "status": lambda r: r["status"],
     "l/s/h": lambda r: f"{r['windows_landed']}/{r['windows_skipped']}/{r['windows_held']}",
     "anom.": lambda r: r.get("windows_anomaly") or "", "def.": lambda r: r.get("windows_deferred") or "",
     "fetched": lambda r: r["rows_fetched"], "dupes": lambda r: r["duplicates_removed"],
@@ -63,7 +75,7 @@ RUN_COLUMNS = {   # header -> how to read it off a ledger row
 }
 
 
-NARROW = ("stream", "status", "l/s/h", "anom.", "fetched", "new", "changed", "quar.")
+NARROW = ("stream", "connection", "status", "l/s/h", "anom.", "fetched", "new", "changed", "quar.")
 
 
 def print_runs(console: Console, runs: list[dict]) -> None:
@@ -71,15 +83,16 @@ def print_runs(console: Console, runs: list[dict]) -> None:
     shown = {k: v for k, v in RUN_COLUMNS.items() if console.width >= 130 or k in NARROW}
     table = Table(title="sync runs (windows landed/skipped/held)", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in shown:
-        table.add_column(name, no_wrap=True, justify="left" if name in ("stream", "mode", "status") else "right")
+        table.add_column(name, no_wrap=True,
+                         justify="left" if name in ("stream", "connection", "mode", "status") else "right")
     for run in runs:
         table.add_row(*(_cell(read(run)) for read in shown.values()))
     console.print(table)
     failed = [r for r in runs if r.get("error")]
     for run in failed:
-        console.print(f"[red]{run['stream']}[/]: {run['error']}", highlight=False)
+        console.print(f"[red]{run['stream']} ({run.get('source', '')})[/]: {run['error']}", highlight=False)
     for run in (r for r in runs if r.get("notice")):   # anomalies and deferred windows: not failures
-        console.print(f"[yellow]{run['stream']}[/]: {run['notice']}", highlight=False)
+        console.print(f"[yellow]{run['stream']} ({run.get('source', '')})[/]: {run['notice']}", highlight=False)
 
 
 def _cell(value: object) -> str:
@@ -98,8 +111,11 @@ def run_migrate(console: Console) -> None:
     with _connect() as conn:
         ran = schema.migrate(conn)
         recorded = schema.applied(conn)
+        moved = schema.migrate_lake(paths.lake_path())
     for step in ran:
         console.print(f"applied migration {step.version}: {step.name}", highlight=False)
+    if moved:
+        console.print(f"lake {paths.lake_path()}: {moved} file(s) moved to the current layout", highlight=False)
     latest = max(recorded, default=0)
     console.print(f"schema is current (migration {latest}, {len(ran)} applied now)", highlight=False)
 
@@ -117,13 +133,15 @@ def run_prune(console: Console, tables: list[str] | None, dry_run: bool) -> None
     console.print(table)
 
 
-def show_runs(console: Console, limit: int, stream: str | None) -> None:
+def show_runs(console: Console, limit: int, stream: str | None, connection: str | None = None) -> None:
     from engine.landing import ledger
 
     with _connect() as conn:
         ledger.ensure_meta(conn)
-        cur = conn.execute(f"""SELECT * FROM {ledger.META}.sync_runs WHERE %(s)s::text IS NULL OR stream = %(s)s
-                               ORDER BY started_at DESC, stream LIMIT %(n)s""", {"s": stream, "n": limit})
+        cur = conn.execute(f"""SELECT * FROM {ledger.META}.sync_runs WHERE (%(s)s::text IS NULL OR stream = %(s)s)
+                               AND (%(c)s::text IS NULL OR source = %(c)s)
+                               ORDER BY started_at DESC, stream LIMIT %(n)s""",
+                           {"s": stream, "c": connection, "n": limit})
         names = [c.name for c in cur.description]
         print_runs(console, [dict(zip(names, row)) for row in cur.fetchall()])
 
@@ -167,17 +185,25 @@ def _serve_fleet(console: Console, base, sites: int) -> None:
             pass
 
 
-def run_demo(console: Console, days: int, agents: int) -> None:
-    """Simulator + embedded PostgreSQL + a backfill of everything, then where to look."""
-    from connectors.simulator import ServerConfig, SimConfig, start_simulator
+def run_demo(console: Console, days: int, agents: int, sites: int = 2) -> None:
+    """Simulated sites + embedded PostgreSQL + a backfill of everything, then where to look.
+
+    Each site is a contact center and a 1C base of its own (seeds apart, colliding ids), declared
+    as connections `cc-siteN` / `zup-siteN` in a settings file under the data dir.
+    """
+    from connectors.simulator import ServerConfig, SimConfig
+    from connectors.simulator.fleet import fleet_configs, start_fleet
 
     today = dt.date.today()
     start = today - dt.timedelta(days=days)
-    sim = ServerConfig(sim=SimConfig(seed=42, agents=agents, start=start, days=days + 1))
-    with start_simulator(sim) as running:
-        os.environ.update(WFM_CC_URL=running.cc_url, WFM_ONEC_URL=running.onec_url, WFM_ONEC_USERNAME="wfm",
-                          WFM_ONEC_PASSWORD="wfm")
-        console.print(f"simulator: {running.cc_url} and {running.onec_url}")
+    base = ServerConfig(sim=SimConfig(seed=42, agents=max(2, agents // sites), start=start, days=days + 1))
+    with start_fleet(fleet_configs(sites, base)) as fleet:
+        settings = paths.data_dir() / "demo-sites.toml"
+        settings.write_text("".join(_demo_site(name, running) for name, running in fleet.items()), encoding="utf-8")
+        os.environ.update(WFM_CONFIG=str(settings), DEMO_ONEC_PASSWORD="wfm")
+        for name, running in fleet.items():
+            console.print(f"{name}: contact center {running.cc_url}, 1C {running.onec_url}", highlight=False)
+        console.print(f"connections: {settings}")
         console.print(f"warehouse: {database.describe_database(database.database_url())}")
         run_sync(console, ["all"], start, today - dt.timedelta(days=1), False, False)
     lake = Path(paths.lake_path())
@@ -185,8 +211,27 @@ def run_demo(console: Console, days: int, agents: int) -> None:
     for table in sorted(p.name for p in lake.iterdir() if p.is_dir()):
         files = list((lake / table).rglob("*.parquet"))
         console.print(f"  {table:<26} {len(files):>3} file(s)")
-    query = (f"SELECT state_code, count(*) AS n FROM read_parquet('{lake}/agent_status_intervals/*/*.parquet', "
-             "hive_partitioning=true) GROUP BY 1 ORDER BY 2 DESC")
+    query = (f"SELECT source, state_code, count(*) AS n FROM read_parquet('{lake}/agent_status_intervals/**/*.parquet')"
+             " GROUP BY 1, 2 ORDER BY 1, 3 DESC")
     console.print("\nQuery it with DuckDB (paste as one line):", highlight=False)
     console.print(f'  .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"', highlight=False,
                   soft_wrap=True)
+
+
+def _demo_site(name: str, running) -> str:
+    return f"""
+[connections.cc-{name}]
+system = "contact_center"
+url = "{running.cc_url}"
+
+[connections.zup-{name}]
+system = "onec"
+url = "{running.onec_url}"
+username = "wfm"
+password = {{ env = "DEMO_ONEC_PASSWORD" }}
+
+[sites.{name}]
+contact_center = "cc-{name}"
+onec = "zup-{name}"
+"""
+

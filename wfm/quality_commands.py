@@ -112,7 +112,7 @@ def run_waive(console, rule: str, partition: str, reason: str) -> None:
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         ledger.ensure_meta(conn)
         table, lifted = holds.waive(conn, rule, partition, reason)
-        name = partition if partition.startswith("date=") else f"date={partition}"
+        name = holds.partition_named(table, partition)
         written = lake.publish_partition(conn, STREAMS[table], settings.lake_path, name)
     others = "" if written else " (still held by another rule: not published)"
     console.print(f"{rule}: {lifted} hold(s) on {table} {name} waived{others}; "

@@ -83,6 +83,8 @@ def where_clause(stream: Stream, start: dt.date | None, end: dt.date | None,
                  filters: dict[str, str]) -> tuple[sql.Composable, list]:
     """The row filter and its parameters; columns are checked against the table, values are parameters."""
     types = dict(warehouse.columns(stream)) | {"_run_id": "uuid", "_extracted_at": "timestamptz"}
+    if (owner := warehouse.owner_column(stream)) is not None:      # --filter source=cc-north: one connection's
+        types[owner] = "text"
     conditions: list[sql.Composable] = []
     params: list = []
     if start is not None or end is not None:

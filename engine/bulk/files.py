@@ -74,16 +74,19 @@ def open_whole(spec: FileSpec) -> tuple[files.FileSource, files.ColumnMap]:
 
 
 def start_import(database_url: str, stream: Stream, source: files.FileSource, threshold: float,
-                 flow_run_id: str | None) -> RunPlan:
-    """Tables ready and the run in the ledger (mode "import"); chunks add their windows as they come."""
+                 flow_run_id: str | None, connection: str = warehouse.DEFAULT) -> RunPlan:
+    """Tables ready and the run in the ledger (mode "import"); chunks add their windows as they come.
+    The rows are `connection`'s: a file of a source's history lands beside what the API gave."""
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     run_id = uuid.uuid4()
     with psycopg.connect(database_url, autocommit=True) as conn:
         ledger.ensure_meta(conn)
         warehouse.ensure_table(conn, stream)
-        ledger.start_run(conn, run_id, stream.name, "import", started, started, [], started, flow_run_id)
+        ledger.start_run(conn, run_id, stream.name, "import", started, started, [], started, flow_run_id,
+                         source=connection)
     origin = SourceSettings("files", source.path.resolve().as_uri())
-    return RunPlan(run_id, stream, origin, database_url, "import", started, started, threshold)
+    return RunPlan(run_id, stream, origin, database_url, "import", started, started, threshold,
+                   connection=connection)
 
 
 def chunk_window(plan: RunPlan, source: files.FileSource, number: int) -> Window:
@@ -94,9 +97,10 @@ def chunk_window(plan: RunPlan, source: files.FileSource, number: int) -> Window
 def land_chunk(plan: RunPlan, window: Window, parsed: Parsed) -> WindowReport:
     """Add the chunk's window to the run, then land it the way every batch lands."""
     with psycopg.connect(plan.database_url) as conn, conn.transaction():
-        conn.execute(f"""INSERT INTO {ledger.META}.sync_windows (run_id, stream, window_start, window_end,
-                         ids_hash, id_count) VALUES (%s, %s, %s, %s, %s, 1) ON CONFLICT DO NOTHING""",
-                     (plan.run_id, plan.stream.name, window.start, window.end, ledger.ids_hash(window)))
+        conn.execute(f"""INSERT INTO {ledger.META}.sync_windows (run_id, stream, source, window_start, window_end,
+                         ids_hash, id_count) VALUES (%s, %s, %s, %s, %s, %s, 1) ON CONFLICT DO NOTHING""",
+                     (plan.run_id, plan.stream.name, plan.connection, window.start, window.end,
+                      ledger.ids_hash(window)))
     return land_batch(plan, window, parsed)
 
 

@@ -75,20 +75,21 @@ def _number(variable: str, raw: str | None, default: float) -> float:
 
 
 def judge(conn: psycopg.Connection, stream: str, window: Window, rows: int,
-          limits: Threshold | None = None) -> Anomaly | None:
-    """The anomaly this window's volume is, or None; call in the window's landing transaction."""
+          limits: Threshold | None = None, source: str = "default") -> Anomaly | None:
+    """The anomaly this window's volume is, or None; call in the window's landing transaction.
+    Judged against the recent past of the same connection (`source`) only."""
     limits = limits or threshold(stream)
     if limits.ratio == 0:
         return None
     found = conn.execute(
         f"""SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY n), count(*) FROM (
               SELECT max(rows_fetched) AS n FROM {META}.sync_windows
-              WHERE stream = %(stream)s AND status = 'landed' AND ids_hash = %(bucket)s
+              WHERE stream = %(stream)s AND source = %(source)s AND status = 'landed' AND ids_hash = %(bucket)s
                 AND window_end - window_start = %(length)s
                 AND window_start BETWEEN %(start)s - %(recent)s AND %(start)s + %(recent)s
               GROUP BY window_start ORDER BY abs(extract(epoch FROM window_start - %(start)s)) LIMIT %(n)s) nearest""",
-        {"stream": stream, "bucket": ids_hash(window), "length": window.end - window.start, "start": window.start,
-         "recent": RECENT, "n": HISTORY}).fetchone()
+        {"stream": stream, "source": source, "bucket": ids_hash(window), "length": window.end - window.start,
+         "start": window.start, "recent": RECENT, "n": HISTORY}).fetchone()
     expected, samples = found if found is not None else (None, 0)
     if samples < MIN_HISTORY or expected is None or expected < limits.min_rows or rows >= limits.ratio * expected:
         return None

@@ -52,9 +52,12 @@ def compact(lake_path: str, stream: Stream, until: dt.datetime) -> dict[str, int
     if fs.get_file_info(base).type == pafs.FileType.NotFound:
         return {"files": 0, "hours": 0}
     merged = hours = 0
-    days = [i for i in fs.get_file_info(pafs.FileSelector(base)) if i.type == pafs.FileType.Directory
-            and i.base_name.startswith("date=")]
-    for day in sorted(days, key=lambda i: i.base_name):
+    levels = [i for i in fs.get_file_info(pafs.FileSelector(base)) if i.type == pafs.FileType.Directory]
+    owners = [i.path for i in levels if i.base_name.startswith(("source=", "site="))]
+    days = [i for i in levels if i.base_name.startswith("date=")] + [   # under each owner's level
+        i for owner in owners for i in fs.get_file_info(pafs.FileSelector(owner))
+        if i.type == pafs.FileType.Directory and i.base_name.startswith("date=")]
+    for day in sorted(days, key=lambda i: i.path):
         date = dt.date.fromisoformat(day.base_name[len("date="):])
         by_hour: dict[str, list[str]] = {}
         for path in lake.data_files(fs, day.path):

@@ -142,22 +142,22 @@ def quarantined(parsed: Parsed, report: DriftReport) -> list[Reject]:
     return [Reject(report.message, named, raw) for raw in [*parsed.records, *(r.record for r in parsed.rejects)]]
 
 
-def record(conn: psycopg.Connection, run_id: uuid.UUID, report: DriftReport) -> None:
+def record(conn: psycopg.Connection, run_id: uuid.UUID, report: DriftReport, source: str = "default") -> None:
     """Upsert the window's changes into `wfm_meta.schema_drift`; call inside the landing transaction."""
     if not report.changes:
         return
     with conn.cursor() as cur:
         cur.executemany(
-            """INSERT INTO wfm_meta.schema_drift AS d (stream, field, kind, first_seen_run, last_seen_run, example)
-               VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (stream, field, kind) DO UPDATE SET
+            """INSERT INTO wfm_meta.schema_drift AS d (stream, source, field, kind, first_seen_run, last_seen_run,
+               example) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (stream, source, field, kind) DO UPDATE SET
                last_seen_run = EXCLUDED.last_seen_run, last_seen_at = now(),
                runs = d.runs + CASE WHEN d.last_seen_run = EXCLUDED.last_seen_run THEN 0 ELSE 1 END""",
-            [(report.stream, c.field, c.kind, run_id, run_id, c.example) for c in report.changes])
+            [(report.stream, source, c.field, c.kind, run_id, run_id, c.example) for c in report.changes])
 
 
 def seen_by(conn: psycopg.Connection, run_id: uuid.UUID) -> list[dict]:
     """The drift rows a run saw (first or again), breaking changes first."""
-    cur = conn.execute("""SELECT stream, field, kind, first_seen_run = %(r)s AS first_seen, first_seen_at, runs,
+    cur = conn.execute("""SELECT stream, source, field, kind, first_seen_run = %(r)s AS first_seen, first_seen_at, runs,
                                  example FROM wfm_meta.schema_drift WHERE last_seen_run = %(r)s
                           ORDER BY kind = 'new', stream, field""", {"r": run_id})
     names = [c.name for c in cur.description]

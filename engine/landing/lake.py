@@ -1,26 +1,32 @@
-"""The Parquet lake: `<lake>/<table>/date=YYYY-MM-DD/part-0.parquet`, written from committed rows.
+"""The Parquet lake: `<lake>/<table>/source=<connection>/date=YYYY-MM-DD/part-0.parquet`, from committed rows.
+
+Hive-style levels: the owner (`source=`, or `site=` for tables built per site) and the UTC day,
+so DuckDB (`read_parquet('<table>/**/*.parquet')`), Polars and pandas (the table's directory) and
+pyarrow (`pq.read_table`) read them back as columns with no options; the files themselves do not
+repeat the owner.
 
 A partition is always rebuilt whole from PostgreSQL after its rows are committed, written to a
 temporary file and moved over the old one (an atomic rename), so a reader sees the old partition
 or the new one, never half of one, and Parquet always agrees with PostgreSQL. The partitions to
 rebuild are queued in `wfm_meta.lake_pending` by the landing transaction itself, so a crash
 between commit and publication is repaired by the next run. Tables without a partition column
-are one file, `<lake>/<table>/part-0.parquet`. Personal columns are hashed or left out as
-`engine/landing/personal_data.py` says (SNILS: a keyed hash). A writer killed mid-swap leaves its
-temporary file (`.part-0.parquet.<id>.tmp`: hidden, not `*.parquet`, so no reader takes it for
-data); the next write of that partition deletes temporary files older than an hour. A partition a
-reconciliation check holds whole (`wfm_meta.partition_holds`, see `engine/quality/holds.py`)
-stays queued and unpublished, and one published before the check failed is withdrawn until the
-check passes; a partition held for some groups or agents only is published without their rows.
-A partition that cannot be written (whatever the reason) is logged and stays queued; the others
-are published and later runs go on (`publish` never fails a run for one partition).
+are one file per owner, `<lake>/<table>/source=<connection>/part-0.parquet`. A writer killed
+mid-swap leaves its temporary file
+(`.part-0.parquet.<id>.tmp`: hidden, not `*.parquet`, so no reader takes it for data); the next
+write of that partition deletes temporary files older than an hour. A partition a reconciliation check holds
+(`wfm_meta.partition_holds`, see `engine/quality/reconcile.py`) stays queued and unpublished, and one
+published before the check failed is withdrawn until the check passes. A partition that cannot
+be written (whatever the reason) is logged and stays queued; the others are published and later
+runs go on (`publish` never fails a run for one partition). Personal columns are hashed or left
+out as `engine/landing/personal_data.py` says (SNILS: a keyed hash); a partition held for some
+groups or agents only is published without their rows (`engine/quality/holds.py`).
 
 Snapshot streams (keyed by `snapshot_at`: the online tables) append instead: each snapshot is a
-file of its own, `date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ.parquet`, queued as the partition
-`date=…/snapshot-…` and written from that snapshot's committed rows alone, so a snapshot costs
-the same at 23:59 as at 00:00. `engine/landing/appends.py` compacts an hour's snapshot files into
-`hour-HH.parquet` later. Every file of a day holds other snapshots, so a reader of the directory
-(`date=` hive partitioning, no options) sees each row once.
+file of its own, `source=…/date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ.parquet`, queued as the
+partition `source=…/date=…/snapshot-…` and written from that snapshot's committed rows alone, so a
+snapshot costs the same at 23:59 as at 00:00. `engine/landing/appends.py` compacts an hour's
+snapshot files into `hour-HH.parquet` later. Every file of a day holds other snapshots, so a reader
+of the directory (hive partitioning, no options) sees each row once.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from connectors.records import EXTRA
 from connectors.streams import Stream
 from engine import zones
 from engine.landing import ledger, personal_data
-from engine.landing.warehouse import columns, table_ident
+from engine.landing.warehouse import columns, owner_column, table_ident
 
 FILE = "part-0.parquet"
 SNAPSHOT_COLUMN = "snapshot_at"      # the key of a snapshot stream: its lake appends (see the module doc)
@@ -56,8 +62,21 @@ STALE_TEMPORARY = dt.timedelta(hours=1)   # no live writer takes this long over 
 LOG = logging.getLogger("wfm.lake")
 
 
-def partition_name(day: dt.date | None) -> str:
-    return "" if day is None else f"date={day.isoformat()}"
+def partition_name(day: dt.date | None, owner: tuple[str, str] | None = None) -> str:
+    """`source=cc-north/date=2026-11-10`: the owner's level (column, value), then the day's, either optional."""
+    parts = ([f"{owner[0]}={owner[1]}"] if owner else []) + ([f"date={day.isoformat()}"] if day else [])
+    return "/".join(parts)
+
+
+def owned_partition(stream: Stream | str, value: str, day: dt.date | None) -> str:
+    """The partition of `day` (None: the table's one file) of the rows owned by `value`."""
+    column = owner_column(stream)
+    return partition_name(day, (column, value) if column else None)
+
+
+def partition_levels(partition: str) -> dict[str, str]:
+    """`source=cc-north/date=2026-11-10` -> {"source": "cc-north", "date": "2026-11-10"}."""
+    return dict(level.split("=", 1) for level in partition.split("/") if "=" in level)
 
 
 def appends(stream: Stream) -> bool:
@@ -65,16 +84,22 @@ def appends(stream: Stream) -> bool:
     return stream.partition == SNAPSHOT_COLUMN and stream.key[0] == SNAPSHOT_COLUMN
 
 
-def snapshot_partition(moment: dt.datetime) -> str:
-    """`date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ`: the queue entry and file of one snapshot."""
+def snapshot_partition(moment: dt.datetime, owner: tuple[str, str] | None = None) -> str:
+    """`source=…/date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ`: the queue entry and file of one snapshot."""
     utc = moment.astimezone(dt.timezone.utc)
-    return f"{partition_name(utc.date())}/{SNAPSHOT_PREFIX}{utc.strftime('%Y%m%dT%H%M%SZ')}"
+    return f"{partition_name(utc.date(), owner)}/{SNAPSHOT_PREFIX}{utc.strftime('%Y%m%dT%H%M%SZ')}"
+
+
+def split_partition(partition: str) -> tuple[str, str]:
+    """(directory levels, snapshot file name or "") of a partition: `source=a/date=d/snapshot-…`."""
+    head, _, last = partition.rpartition("/")
+    return (head, last) if last.startswith(SNAPSHOT_PREFIX) else (partition, "")
 
 
 def snapshot_moment(partition: str) -> dt.datetime | None:
     """The instant of a snapshot partition; None for a whole day."""
-    _, _, name = partition.partition("/")
-    if not name.startswith(SNAPSHOT_PREFIX):
+    name = split_partition(partition)[1]
+    if not name:
         return None
     return dt.datetime.strptime(name[len(SNAPSHOT_PREFIX):], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
 
@@ -125,11 +150,9 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str,
     select = [sql.SQL("to_json({0})::text AS {0}").format(sql.Identifier(n)) if n in lists else sql.Identifier(n)
               for n in schema.names]
     moment = snapshot_moment(partition)
-    conditions: list[sql.Composable]
+    conditions: list[sql.Composable] = [partition_filter(stream, split_partition(partition)[0])] if partition else []
     if moment is not None:
-        conditions = [sql.SQL("{} = {}").format(sql.Identifier(stream.partition or ""), sql.Literal(moment))]
-    else:
-        conditions = [partition_filter(stream, partition)] if partition else []
+        conditions.append(sql.SQL("{} = {}").format(sql.Identifier(stream.partition or ""), sql.Literal(moment)))
     for scope in exclude:
         conditions.append(sql.SQL("NOT ({})").format(sql.SQL(" AND ").join(
             sql.SQL("{}::text IS NOT DISTINCT FROM {}").format(sql.Identifier(c), sql.Literal(v))
@@ -154,21 +177,29 @@ def read_partition(conn: psycopg.Connection, stream: Stream, partition: str,
 
 
 def partition_filter(stream: Stream, partition: str) -> sql.Composable:
-    """SQL: the rows of the stream's table that belong to `partition` (date=YYYY-MM-DD)."""
-    day = dt.date.fromisoformat(partition.split("=", 1)[1])
-    column = sql.Identifier(str(stream.partition))
-    if dict(columns(stream))[str(stream.partition)] == "date":
-        return sql.SQL("{} = {}").format(column, sql.Literal(day))
-    # the day after is PostgreSQL's arithmetic: in Python it overflows on 9999-12-31
-    start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
-    return sql.SQL("{0} >= {1} AND {0} < {1}::timestamptz + interval '1 day'").format(column, sql.Literal(start))
+    """SQL: the rows of the stream's table that belong to `partition` (`source=…/date=YYYY-MM-DD`,
+    either level optional; a snapshot's file name is ignored)."""
+    levels = partition_levels(partition)
+    conditions = [sql.SQL("{} = {}").format(sql.Identifier(owner), sql.Literal(levels[owner]))
+                  for owner in ("source", "site") if owner in levels]
+    if "date" in levels:
+        day = dt.date.fromisoformat(levels["date"])
+        column = sql.Identifier(str(stream.partition))
+        if dict(columns(stream))[str(stream.partition)] == "date":
+            conditions.append(sql.SQL("{} = {}").format(column, sql.Literal(day)))
+        else:
+            # the day after is PostgreSQL's arithmetic: in Python it overflows on 9999-12-31
+            start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+            conditions.append(sql.SQL("{0} >= {1} AND {0} < {1}::timestamptz + interval '1 day'").format(
+                column, sql.Literal(start)))
+    return sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("true")
 
 
 def write_partition(lake: str, stream: Stream, partition: str, table: pa.Table) -> str:
     """Atomically replace one partition's file; returns its path. A snapshot partition is its own
     file in its day; a whole day of a snapshot stream replaces that day's snapshot and hour files."""
     fs, root = filesystem(lake)
-    day, _, snapshot = partition.partition("/")
+    day, snapshot = split_partition(partition)
     directory = "/".join(p for p in (root.rstrip("/"), stream.name, day) if p)
     fs.create_dir(directory, recursive=True)
     others = [] if snapshot or not appends(stream) else data_files(fs, directory)

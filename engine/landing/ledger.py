@@ -9,6 +9,9 @@ window. The quality tables live here too: `check_results` and `partition_holds`
 `schema_drift` (`engine/landing/drift.py`), the quarantine's resolution columns
 (`engine/quality/replay.py`), and the operator's watermark changes, `state_changes`
 (`engine/repair/state.py`).
+
+A run, its windows, a watermark, a quarantined record and a drift row belong to one stream of
+one connection (`source`); partition names carry their owner (`source=cc-north/date=D`).
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from connectors.records import Reject
 from connectors.streams import Window
 from engine import catalog
 from engine.landing import personal_data
-from engine.landing.warehouse import jsonb_safe
+from engine.landing.warehouse import DEFAULT, jsonb_safe
 
 META = "wfm_meta"
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META};
 CREATE TABLE IF NOT EXISTS {META}.sync_runs (
-  run_id uuid PRIMARY KEY, stream text NOT NULL, mode text NOT NULL, flow_run_id text,
+  run_id uuid PRIMARY KEY, stream text NOT NULL, source text NOT NULL, mode text NOT NULL, flow_run_id text,
   period_start timestamptz, period_end timestamptz, started_at timestamptz NOT NULL,
   finished_at timestamptz, status text NOT NULL DEFAULT 'running',
   windows_planned int NOT NULL DEFAULT 0, windows_landed int NOT NULL DEFAULT 0,
@@ -42,22 +45,25 @@ CREATE TABLE IF NOT EXISTS {META}.sync_runs (
   api_calls bigint NOT NULL DEFAULT 0, retries bigint NOT NULL DEFAULT 0, throttled bigint NOT NULL DEFAULT 0,
   watermark_before timestamptz, watermark_after timestamptz, error text);
 CREATE TABLE IF NOT EXISTS {META}.sync_windows (
-  run_id uuid NOT NULL REFERENCES {META}.sync_runs ON DELETE CASCADE, stream text NOT NULL,
+  run_id uuid NOT NULL REFERENCES {META}.sync_runs ON DELETE CASCADE, stream text NOT NULL, source text NOT NULL,
   window_start timestamptz NOT NULL, window_end timestamptz NOT NULL, ids_hash text NOT NULL,
   id_count int NOT NULL, status text NOT NULL DEFAULT 'planned',
   rows_fetched bigint, duplicates_removed bigint, rows_inserted bigint, rows_updated bigint,
   rows_unchanged bigint, rows_quarantined bigint, api_calls int, retries int, throttled int,
   error text, landed_at timestamptz, PRIMARY KEY (run_id, window_start, ids_hash));
+-- migration 1 (connections) rebuilds it on (stream, source, window_start): this older form is what
+-- an older warehouse has, and PostgreSQL checks an index's columns even when it exists already
 CREATE INDEX IF NOT EXISTS sync_windows_landed ON {META}.sync_windows (stream, window_start)
   WHERE status = 'landed';
 CREATE TABLE IF NOT EXISTS {META}.watermarks (
-  stream text PRIMARY KEY, value timestamptz, run_id uuid, updated_at timestamptz);
+  stream text NOT NULL, source text NOT NULL, value timestamptz, run_id uuid, updated_at timestamptz,
+  PRIMARY KEY (stream, source));
 CREATE TABLE IF NOT EXISTS {META}.quarantine (
-  id bigserial PRIMARY KEY, stream text NOT NULL, run_id uuid NOT NULL, window_start timestamptz,
+  id bigserial PRIMARY KEY, stream text NOT NULL, source text NOT NULL, run_id uuid NOT NULL, window_start timestamptz,
   window_end timestamptz, reason text NOT NULL, field text, record jsonb NOT NULL,
   record_hash text NOT NULL, quarantined_at timestamptz NOT NULL DEFAULT now(),
   status text NOT NULL DEFAULT 'held', resolved_at timestamptz, resolved_by uuid, resolution text,
-  UNIQUE (stream, record_hash, reason));
+  UNIQUE (source, stream, record_hash, reason));
 CREATE TABLE IF NOT EXISTS {META}.lake_pending (
   table_name text NOT NULL, partition text NOT NULL, run_id uuid NOT NULL,
   PRIMARY KEY (table_name, partition));
@@ -97,10 +103,10 @@ CREATE TABLE IF NOT EXISTS {META}.partition_holds (
   table_name text NOT NULL, partition text NOT NULL, check_name text NOT NULL, run_id uuid NOT NULL,
   held_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (table_name, partition, check_name));
 CREATE TABLE IF NOT EXISTS {META}.schema_drift (
-  stream text NOT NULL, field text NOT NULL, kind text NOT NULL, first_seen_run uuid NOT NULL,
+  stream text NOT NULL, source text NOT NULL, field text NOT NULL, kind text NOT NULL, first_seen_run uuid NOT NULL,
   first_seen_at timestamptz NOT NULL DEFAULT now(), last_seen_run uuid NOT NULL,
   last_seen_at timestamptz NOT NULL DEFAULT now(), runs int NOT NULL DEFAULT 1, example text,
-  PRIMARY KEY (stream, field, kind));
+  PRIMARY KEY (stream, source, field, kind));
 CREATE TABLE IF NOT EXISTS {META}.derived_builds (  -- what a derived dataset was last built from
   dataset text PRIMARY KEY, inputs_digest text NOT NULL, built_at timestamptz NOT NULL DEFAULT now());
 DO $$ BEGIN  -- an older ledger: holds of whole partitions only, results without their policy (holds.py)
@@ -143,34 +149,37 @@ def ids_hash(window: Window) -> str:
     return hashlib.sha1(",".join(window.ids).encode()).hexdigest()[:16] if window.ids else "-"
 
 
-def watermark(conn: psycopg.Connection, stream: str) -> dt.datetime | None:
-    row = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s", (stream,)).fetchone()
+def watermark(conn: psycopg.Connection, stream: str, source: str = DEFAULT) -> dt.datetime | None:
+    row = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s AND source = %s",
+                       (stream, source)).fetchone()
     return row[0] if row else None
 
 
 def start_run(conn: psycopg.Connection, run_id: uuid.UUID, stream: str, mode: str, start: dt.datetime,
               end: dt.datetime, windows: Sequence[Window], started_at: dt.datetime,
-              flow_run_id: str | None = None) -> dt.datetime | None:
-    """Record the run and its planned windows; returns the watermark before the run."""
+              flow_run_id: str | None = None, source: str = DEFAULT) -> dt.datetime | None:
+    """Record the run of a stream of one connection and its planned windows; returns the watermark before."""
     with conn.transaction():
-        conn.execute(f"INSERT INTO {META}.watermarks (stream) VALUES (%s) ON CONFLICT DO NOTHING", (stream,))
-        before = watermark(conn, stream)
-        conn.execute(f"""INSERT INTO {META}.sync_runs (run_id, stream, mode, flow_run_id, period_start,
+        conn.execute(f"INSERT INTO {META}.watermarks (stream, source) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                     (stream, source))
+        before = watermark(conn, stream, source)
+        conn.execute(f"""INSERT INTO {META}.sync_runs (run_id, stream, source, mode, flow_run_id, period_start,
                          period_end, started_at, windows_planned, watermark_before) VALUES
-                         (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                     (run_id, stream, mode, flow_run_id, start, end, started_at, len(windows), before))
+                         (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                     (run_id, stream, source, mode, flow_run_id, start, end, started_at, len(windows), before))
         with conn.cursor() as cur:
-            cur.executemany(f"""INSERT INTO {META}.sync_windows (run_id, stream, window_start, window_end,
-                                ids_hash, id_count) VALUES (%s, %s, %s, %s, %s, %s)""",
-                            [(run_id, stream, w.start, w.end, ids_hash(w), len(w.ids)) for w in windows])
+            cur.executemany(f"""INSERT INTO {META}.sync_windows (run_id, stream, source, window_start, window_end,
+                                ids_hash, id_count) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
+                            [(run_id, stream, source, w.start, w.end, ids_hash(w), len(w.ids)) for w in windows])
     return before
 
 
-def landed_windows(conn: psycopg.Connection, stream: str, start: dt.datetime, end: dt.datetime) -> set[tuple]:
+def landed_windows(conn: psycopg.Connection, stream: str, start: dt.datetime, end: dt.datetime,
+                   source: str = DEFAULT) -> set[tuple]:
     """(start, end, ids_hash) of windows some earlier run landed inside [start, end]."""
     rows = conn.execute(f"""SELECT DISTINCT window_start, window_end, ids_hash FROM {META}.sync_windows
-                            WHERE stream = %s AND status = 'landed' AND window_start >= %s AND window_end <= %s""",
-                        (stream, start, end)).fetchall()
+                            WHERE stream = %s AND source = %s AND status = 'landed' AND window_start >= %s
+                            AND window_end <= %s""", (stream, source, start, end)).fetchall()
     return {tuple(r) for r in rows}
 
 
@@ -192,11 +201,12 @@ def record_window(conn: psycopg.Connection, run_id: uuid.UUID, window: Window, s
                   ids_hash(window)))
 
 
-def last_content_hash(conn: psycopg.Connection, stream: str, window: Window) -> str | None:
+def last_content_hash(conn: psycopg.Connection, stream: str, window: Window, source: str = DEFAULT) -> str | None:
     """The content hash of the latest landing of a window with this start and id set, if any."""
-    row = conn.execute(f"""SELECT content_hash FROM {META}.sync_windows WHERE stream = %s AND status = 'landed'
-                           AND window_start = %s AND ids_hash = %s ORDER BY landed_at DESC LIMIT 1""",
-                       (stream, window.start, ids_hash(window))).fetchone()
+    row = conn.execute(f"""SELECT content_hash FROM {META}.sync_windows WHERE stream = %s AND source = %s
+                           AND status = 'landed' AND window_start = %s AND ids_hash = %s
+                           ORDER BY landed_at DESC LIMIT 1""",
+                       (stream, source, window.start, ids_hash(window))).fetchone()
     return row[0] if row else None
 
 
@@ -205,19 +215,20 @@ WINDOW_COUNTS = ("rows_fetched", "duplicates_removed", "rows_inserted", "rows_up
 
 
 def advance_watermark(conn: psycopg.Connection, run_id: uuid.UUID, stream: str, period_end: dt.datetime,
-                      cap: dt.datetime) -> None:
+                      cap: dt.datetime, source: str = DEFAULT) -> None:
     """Move the watermark to the run's landed frontier; call inside the landing transaction."""
-    current = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s FOR UPDATE", (stream,)).fetchone()
+    current = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s AND source = %s FOR UPDATE",
+                           (stream, source)).fetchone()
     pending = conn.execute(f"""SELECT min(window_start) FROM {META}.sync_windows
                                WHERE run_id = %s AND status <> 'landed'""", (run_id,)).fetchone()[0]
     frontier = min(pending or period_end, cap)
     if current is None or current[0] is None or frontier > current[0]:
         conn.execute(f"""UPDATE {META}.watermarks SET value = %s, run_id = %s, updated_at = now()
-                         WHERE stream = %s""", (frontier, run_id, stream))
+                         WHERE stream = %s AND source = %s""", (frontier, run_id, stream, source))
 
 
 def quarantine(conn: psycopg.Connection, stream: str, run_id: uuid.UUID, window: Window,
-               rejects: Sequence[Reject]) -> int:
+               rejects: Sequence[Reject], source: str = DEFAULT) -> int:
     """Store rejected records with their reasons; a record rejected again is not stored twice.
     Personal fields are hashed or removed first, as the lake has them (`engine/landing/personal_data.py`)."""
     if not rejects:
@@ -228,11 +239,11 @@ def quarantine(conn: psycopg.Connection, stream: str, run_id: uuid.UUID, window:
     for reject in rejects:
         body = jsonb_safe(orjson.dumps(mask(reject.record), option=orjson.OPT_SORT_KEYS, default=str).decode())
         digest = hashlib.sha1(body.encode()).hexdigest()
-        rows.append((stream, run_id, window.start, window.end, reject.reason, reject.field, body, digest))
+        rows.append((stream, source, run_id, window.start, window.end, reject.reason, reject.field, body, digest))
     with conn.cursor() as cur:
-        cur.executemany(f"""INSERT INTO {META}.quarantine (stream, run_id, window_start, window_end, reason,
-                            field, record, record_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)
-                            ON CONFLICT (stream, record_hash, reason) DO NOTHING""", rows)
+        cur.executemany(f"""INSERT INTO {META}.quarantine (stream, source, run_id, window_start, window_end, reason,
+                            field, record, record_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+                            ON CONFLICT (source, stream, record_hash, reason) DO NOTHING""", rows)
     return len(rows)
 
 
@@ -283,7 +294,8 @@ def finish_run(conn: psycopg.Connection, run_id: uuid.UUID, status: str, error: 
                            f"AND w.status = '{s}')" for s in ("landed", "skipped", "held", "anomaly", "deferred"))
         row = conn.execute(
             f"""UPDATE {META}.sync_runs r SET status = %s, error = %s, notice = %s, finished_at = now(), {sums},
-                {states}, watermark_after = (SELECT value FROM {META}.watermarks m WHERE m.stream = r.stream)
+                {states}, watermark_after = (SELECT value FROM {META}.watermarks m WHERE m.stream = r.stream
+                                             AND m.source = r.source)
                 WHERE run_id = %s RETURNING *""", (status, error, notice, run_id))
         cols = [c.name for c in row.description]
         return dict(zip(cols, row.fetchone()))  # type: ignore[arg-type]

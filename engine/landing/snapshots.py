@@ -39,21 +39,22 @@ def prepare(database_url: str) -> None:
     _prepared.add(database_url)
 
 
-def group_ids_of(database_url: str, source) -> tuple[str, ...]:
+def group_ids_of(database_url: str, source, connection: str = warehouse.DEFAULT) -> tuple[str, ...]:
     with psycopg.connect(database_url) as conn:
-        ids = [r[0] for r in conn.execute("SELECT group_id FROM wfm.cc_groups ORDER BY group_id")]
+        ids = [r[0] for r in conn.execute("SELECT group_id FROM wfm.cc_groups WHERE source = %s ORDER BY group_id",
+                                          (connection,))]
     return tuple(ids or cc.personnel_ids(client_for(source))["groups"])
 
 
 def land_snapshot(stream_name: str, source: SourceSettings, database_url: str, lake_path: str, now: dt.datetime,
-                  group_ids: tuple[str, ...] = ()) -> dict:
+                  group_ids: tuple[str, ...] = (), connection: str = warehouse.DEFAULT) -> dict:
     """Pull one online endpoint and land the snapshot; returns counts and `pull_to_commit_ms`."""
     stream = next(s for s in STREAMS if s.name == stream_name)
     windows = [Window(now, now, batch) for batch in id_batches(group_ids)] if stream.ids else [Window(now, now)]
     run_id = uuid.uuid4()
     with psycopg.connect(database_url, autocommit=True) as conn:
-        ledger.start_run(conn, run_id, stream.name, "snapshot", now, now, windows, now)
-    plan = RunPlan(run_id, stream, source, database_url, "snapshot", now, now)
+        ledger.start_run(conn, run_id, stream.name, "snapshot", now, now, windows, now, source=connection)
+    plan = RunPlan(run_id, stream, source, database_url, "snapshot", now, now, connection=connection)
     pulled = time.perf_counter()
     reports = []
     try:

@@ -6,6 +6,11 @@ last occurrence wins: a later window's restated numbers replace an earlier windo
 into a temporary staging table and upserted; rows whose values did not change are not touched,
 so a rerun leaves every row — lineage columns included — exactly as it was. Every table also
 has `_extra jsonb`: the source keys no field declares (see `connectors.records`), NULL when none.
+
+Every row knows whom it belongs to: its table's owner column comes first in the key — `source`,
+the connection a row came from, or `site` for what is built per site (the agent map) — so the
+same agent id from two contact centers is two rows. (Plans, deviations and the pushed statuses
+get theirs with the push-back per site: `engine/migrations.py`, version 2.)
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from engine import zones
 SCHEMA = "wfm"
 LINEAGE = ("_run_id", "_extracted_at")
 ANALYZE_AFTER_ROWS = 50_000   # a run inserting this many rows refreshes the table's planner statistics
+DEFAULT = "default"   # the connection and site of a single-source installation (the WFM_* variables)
+SITE_TABLES = frozenset({"agent_employee_map", "planned_shifts", "deviations"})
+PUSH_TABLES = frozenset({"planned_shifts", "deviations", "pushed_status_events", "pushed_status_intervals"})
 PG_TYPES = {"text": "text", "timestamp": "timestamptz", "date": "date", "int": "bigint",
             "float": "double precision", "bool": "boolean", "json": "jsonb", "text_list": "text[]"}
 
@@ -55,6 +63,23 @@ def columns(stream: Stream) -> list[tuple[str, str]]:
     return declared + [(f.name, pg_type(f.type)) for f in stream.extra] + [(EXTRA, "jsonb")]
 
 
+def owner_of(table: str) -> str:
+    """The owner column a table has, or gets with its migration: `site` or `source`."""
+    return "site" if table in SITE_TABLES else "source"
+
+
+def owner_column(stream_or_name: Stream | str) -> str | None:
+    """The owner column a table has today; None for the push side, which is not owned yet."""
+    name = stream_or_name if isinstance(stream_or_name, str) else stream_or_name.name
+    return None if name in PUSH_TABLES else owner_of(name)
+
+
+def key_columns(stream: Stream) -> tuple[str, ...]:
+    """The table's primary key: its owner column, then the stream's natural key."""
+    owner = owner_column(stream)
+    return (owner, *stream.key) if owner else stream.key
+
+
 def table_ident(stream_or_name: Stream | str) -> sql.Identifier:
     name = stream_or_name if isinstance(stream_or_name, str) else stream_or_name.name
     return sql.Identifier(SCHEMA, name)
@@ -68,8 +93,10 @@ def ensure_table(conn: psycopg.Connection, stream: Stream) -> None:
                                   sql.SQL(" NOT NULL") if name in stream.key else sql.SQL(""))
         for name, kind in columns(stream)]
     cols += [sql.SQL("_run_id uuid NOT NULL"), sql.SQL("_extracted_at timestamptz NOT NULL")]
+    if (owner := owner_column(stream)) is not None:
+        cols.insert(0, sql.SQL("{} text NOT NULL").format(sql.Identifier(owner)))
     ddl = sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-        table_ident(stream), sql.SQL(", ").join(cols), sql.SQL(", ").join(map(sql.Identifier, stream.key)))
+        table_ident(stream), sql.SQL(", ").join(cols), sql.SQL(", ").join(map(sql.Identifier, key_columns(stream))))
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('wfm-ddl'))")
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)))
@@ -116,8 +143,9 @@ class UpsertCounts:
 
 
 def upsert(conn: psycopg.Connection, stream: Stream, table: pa.Table, run_id: uuid.UUID,
-           extracted_at: dt.datetime) -> UpsertCounts:
-    """COPY into a staging table and upsert on the natural key. Call inside a transaction."""
+           extracted_at: dt.datetime, owner: str = DEFAULT) -> UpsertCounts:
+    """COPY into a staging table and upsert on the key, every row `owner`'s (its connection or
+    site). Call inside a transaction."""
     if table.num_rows == 0:
         return UpsertCounts()
     names = [name for name, _ in columns(stream)]
@@ -134,13 +162,16 @@ def upsert(conn: psycopg.Connection, stream: Stream, table: pa.Table, run_id: uu
     changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
         sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in data_cols),
         sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in data_cols))
+    owned = owner_column(stream)
     statement = sql.SQL(   # counted in the database: a million rows need not come back as flags
-        "WITH landed AS (INSERT INTO {target} AS t ({cols}, _run_id, _extracted_at) "
-        "SELECT {cols}, %s, %s FROM {stage} "
+        "WITH landed AS (INSERT INTO {target} AS t ({owner}{cols}, _run_id, _extracted_at) "
+        "SELECT {value}{cols}, %s, %s FROM {stage} "
         "ON CONFLICT ({key}) DO {action} RETURNING (xmax = 0) AS inserted) "
         "SELECT count(*) FILTER (WHERE inserted), count(*) FROM landed"
     ).format(target=target, cols=sql.SQL(", ").join(map(sql.Identifier, names)), stage=stage,
-             key=sql.SQL(", ").join(map(sql.Identifier, stream.key)),
+             owner=sql.SQL("{}, ").format(sql.Identifier(owned)) if owned else sql.SQL(""),
+             value=sql.SQL("{}, ").format(sql.Literal(owner)) if owned else sql.SQL(""),
+             key=sql.SQL(", ").join(map(sql.Identifier, key_columns(stream))),
              action=(sql.SQL("UPDATE SET {} WHERE {}").format(sql.SQL(", ").join(assignments), changed)
                      if data_cols else sql.SQL("NOTHING")))
     inserted, touched = conn.execute(statement, (run_id, extracted_at)).fetchone()  # type: ignore[misc]

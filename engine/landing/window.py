@@ -64,6 +64,7 @@ class RunPlan:
     dry_run: bool = False
     force: bool = False              # land every window in full, even one whose content is unchanged
     breaker_scope: str | None = None  # the runs sharing one circuit breaker per source (None: this run)
+    connection: str = warehouse.DEFAULT   # whose rows these are: the connection (or site) name
 
 
 @dataclass
@@ -149,7 +150,7 @@ def _land_unchanged(plan: RunPlan, window: Window, table: pa.Table, parsed: Pars
     """Record the window as landed, every row unchanged, if its last landing had the same content
     (`engine/landing/content.py`); None when it did not, and the window takes the full path."""
     with timing.stage("ledger + quarantine"), psycopg.connect(plan.database_url) as conn, conn.transaction():
-        if ledger.last_content_hash(conn, plan.stream.name, window) != digest:
+        if ledger.last_content_hash(conn, plan.stream.name, window, plan.connection) != digest:
             return None
         distinct = warehouse.deduplicate(table, plan.stream.key).num_rows
         # rows the checks held back last time are in quarantine already: here they count as unchanged
@@ -158,7 +159,8 @@ def _land_unchanged(plan: RunPlan, window: Window, table: pa.Table, parsed: Pars
                   "retries": calls.get("retries", 0), "throttled": calls.get("throttled", 0)}
         ledger.record_window(conn, plan.run_id, window, "landed", counts, content_hash=digest)
         if plan.mode == "incremental":
-            ledger.advance_watermark(conn, plan.run_id, plan.stream.name, plan.period_end, plan.started_at)
+            ledger.advance_watermark(conn, plan.run_id, plan.stream.name, plan.period_end, plan.started_at,
+                                     plan.connection)
     return WindowReport(window, "landed", counts)
 
 
@@ -171,34 +173,39 @@ def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[R
     with timing.stage("ledger + quarantine"), psycopg.connect(plan.database_url) as conn, conn.transaction():
         odd = None   # far fewer rows than the window's recent past: landed, but holds the watermark
         if table is not None and plan.stream.incremental and plan.mode in ("incremental", "backfill"):
-            odd = anomaly.judge(conn, plan.stream.name, window, counts["rows_fetched"])
+            odd = anomaly.judge(conn, plan.stream.name, window, counts["rows_fetched"], source=plan.connection)
         if odd is not None:
             status, message = "anomaly", odd.message
             anomaly.record(conn, plan.run_id, plan.stream.name, window, odd)
         if table is not None:
             with timing.stage("COPY + upsert"):
-                upserted = warehouse.upsert(conn, plan.stream, table, plan.run_id, plan.started_at)
+                upserted = warehouse.upsert(conn, plan.stream, table, plan.run_id, plan.started_at, plan.connection)
             counts.update(rows_inserted=upserted.inserted, rows_updated=upserted.updated,
                           rows_unchanged=upserted.unchanged)
             # unchanged rows are already in the lake: only a partition that changed is rebuilt
-            partitions = _partitions(plan.stream, table) if upserted.inserted or upserted.updated else set()
+            partitions = (partitions_of(plan.stream, table, plan.connection)
+                          if upserted.inserted or upserted.updated else set())
             ledger.mark_partitions(conn, plan.stream.name, partitions, plan.run_id)
-        ledger.quarantine(conn, plan.stream.name, plan.run_id, window, rejects)
+        ledger.quarantine(conn, plan.stream.name, plan.run_id, window, rejects, plan.connection)
         if changes is not None:
-            drift.record(conn, plan.run_id, changes)
+            drift.record(conn, plan.run_id, changes, plan.connection)
         ledger.record_window(conn, plan.run_id, window, status, counts, None if status == "landed" else message,
                              digest if status == "landed" else None)
         if plan.mode == "incremental":
-            ledger.advance_watermark(conn, plan.run_id, plan.stream.name, plan.period_end, plan.started_at)
+            ledger.advance_watermark(conn, plan.run_id, plan.stream.name, plan.period_end, plan.started_at,
+                                     plan.connection)
     return WindowReport(window, status, counts, partitions, None if status == "landed" else message)
 
 
-def _partitions(stream: Stream, table: pa.Table) -> set[str]:
+def partitions_of(stream: Stream, table: pa.Table, owner: str) -> set[str]:
+    """The lake partitions a batch of `owner`'s rows touches."""
     if stream.partition is None:
-        return {""} if table.num_rows else set()
+        return {lake.owned_partition(stream, owner, None)} if table.num_rows else set()
+    column = warehouse.owner_column(stream)
     if lake.appends(stream):      # one file per snapshot, not the whole day again
-        return {lake.snapshot_partition(m) for m in pc.unique(table.column(stream.partition)).to_pylist() if m}
-    return {lake.partition_name(day) for day in warehouse.partition_dates(stream, table)}
+        return {lake.snapshot_partition(m, (column, owner) if column else None)
+                for m in pc.unique(table.column(stream.partition)).to_pylist() if m}
+    return {lake.owned_partition(stream, owner, day) for day in warehouse.partition_dates(stream, table)}
 
 
 def publish_lake(stream: Stream, database_url: str, lake_path: str) -> list[str]:

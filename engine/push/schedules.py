@@ -101,10 +101,12 @@ def payload_hash(payload: dict) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+# the push-back serves the site `default` (its 1C connection `default`) until plans, deviations and
+# the outbox are keyed by site (engine/migrations.py, version 2)
 SHIFTS = """
 SELECT s.employee_id, s.shift_start, s.shift_end, coalesce(s.unpaid_break_minutes, 0),
        e.area, e.start_work, e.finish_work, e.employee_id IS NOT NULL
-FROM wfm.planned_shifts s LEFT JOIN wfm.employees e USING (employee_id)
+FROM wfm.planned_shifts s LEFT JOIN wfm.employees e ON e.employee_id = s.employee_id AND e.source = 'default'
 WHERE s.shift_start >= %(since)s - interval '1 day' AND (%(until)s::timestamptz IS NULL OR s.shift_start < %(until)s)
 ORDER BY s.employee_id, s.shift_start
 """

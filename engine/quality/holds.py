@@ -20,13 +20,14 @@ tables' DDL (and the upgrade of an older `partition_holds`) is in `engine/landin
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import getpass
 import uuid
 
 import orjson
 import psycopg
 
-from engine.landing import ledger
+from engine.landing import lake, ledger
 from engine.quality.rules import ERROR, RULES
 
 __all__ = ["MAX_SCOPES", "release_rule", "store", "waive", "waived"]
@@ -92,7 +93,7 @@ def waive(conn: psycopg.Connection, check: str, partition: str, reason: str, by:
         raise ValueError(f"no reconciliation rule {check!r} (rules: {', '.join(r.name for r in RULES)})")
     if not reason.strip():
         raise ValueError("a waiver needs a --reason")
-    partition = partition if partition.startswith("date=") else f"date={partition}"
+    partition = partition_named(rule.subject, partition)
     waiver_id = uuid.uuid4()
     with conn.transaction():
         lifted = _lift(conn, rule.subject, partition, check, waiver_id)
@@ -110,3 +111,12 @@ def waive(conn: psycopg.Connection, check: str, partition: str, reason: str, by:
 def waived(conn: psycopg.Connection) -> set[tuple[str, str, str]]:
     """(rule, table, partition) of every waiver."""
     return {tuple(r) for r in conn.execute(f"SELECT check_name, table_name, partition FROM {META}.waivers")}
+
+
+def partition_named(table: str, text: str) -> str:
+    """A partition as an operator names it: whole (`source=cc-north/date=2026-11-10`), or a bare
+    day or `date=…`, which mean the `default` connection's day."""
+    if "=" in text and not text.startswith("date="):
+        return text
+    day = dt.date.fromisoformat(text.removeprefix("date="))
+    return lake.owned_partition(table, "default", day)

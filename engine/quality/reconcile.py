@@ -33,7 +33,7 @@ import re
 import string
 import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +56,7 @@ __all__ = ["RuleResult", "Outcome", "Tolerances", "period_days", "reconcile", "r
 
 STREAMS = {**catalog.STREAMS, AGENT_EMPLOYEE_MAP.name: AGENT_EMPLOYEE_MAP}
 SCOPE_SHARE = 0.5   # more than half of a day's groups or agents broken: the day is held whole
+DEFAULT_SITES: tuple[tuple[str, str], ...] = (("default", "default"),)   # (contact-center connection, site)
 _GX_LOCK = threading.Lock()
 
 
@@ -104,10 +105,13 @@ class Outcome:
 
 def reconcile(database_url: str, lake_path: str, docs_dir: Path | str, run_id: uuid.UUID,
               landed: Mapping[str, Iterable[str]], tolerances: Tolerances | None = None,
-              days: Iterable[dt.date] = (), skip_publish: str | None = None) -> Outcome:
+              days: Iterable[dt.date] = (), skip_publish: str | None = None,
+              sites: Sequence[tuple[str, str]] = DEFAULT_SITES) -> Outcome:
     """Check the rules reading the `landed` tables (table -> partitions landed), hold or release, publish.
 
-    `days` adds days to check for landed tables without day partitions (e.g. the agent map).
+    A rule is checked per connection and day (partitions name both). `days` adds days to check
+    for landed tables without day partitions (e.g. the agent map); `sites` pairs each
+    contact-center connection with its site, for the rules that read the agent map.
     The subjects' partitions are published here, except `skip_publish` (the caller's own stream).
     """
     tolerances = tolerances or Tolerances.from_env()
@@ -121,9 +125,9 @@ def reconcile(database_url: str, lake_path: str, docs_dir: Path | str, run_id: u
                 outcome.released |= holds.release_rule(conn, rule.name, run_id)
         plans = [(dataclasses.replace(rule, severity=policy.severity), checked, policy) for rule in concerned
                  if (policy := policies[rule.name]).severity != OFF
-                 if (checked := _ready(conn, rule, _candidates(conn, rule, landed, days), policy.tolerances))]
+                 if (checked := _ready(conn, rule, _candidates(conn, rule, landed, days, sites), policy.tolerances))]
     if plans:
-        outcome.results, outcome.docs = _validate(database_url, plans, Path(docs_dir), run_id)
+        outcome.results, outcome.docs = _validate(database_url, plans, Path(docs_dir), run_id, sites)
         with psycopg.connect(database_url) as conn:
             outcome.results = [_judge_scope(conn, r, {rule.name: rule for rule in concerned}[r.check])
                                for r in outcome.results]
@@ -139,12 +143,14 @@ def reconcile(database_url: str, lake_path: str, docs_dir: Path | str, run_id: u
 
 
 def reconcile_landed(database_url: str, lake_path: str, run_id: uuid.UUID, landed: Mapping[str, Iterable[str]],
-                     days: Iterable[dt.date] = (), skip_publish: str | None = None, label: str = "") -> Outcome:
+                     days: Iterable[dt.date] = (), skip_publish: str | None = None, label: str = "",
+                     sites: Sequence[tuple[str, str]] = DEFAULT_SITES) -> Outcome:
     """The reconciliation step of a flow: `reconcile`, then tell people (log, webhook, artifact, dashboard)."""
     from engine import paths
 
     docs = paths.data_dir() / "docs"
-    outcome = reconcile(database_url, lake_path, docs, run_id, landed, days=days, skip_publish=skip_publish)
+    outcome = reconcile(database_url, lake_path, docs, run_id, landed, days=days, skip_publish=skip_publish,
+                        sites=sites)
     if not outcome.results:
         return outcome
     logger = get_run_logger()
@@ -166,22 +172,38 @@ def reconcile_landed(database_url: str, lake_path: str, run_id: uuid.UUID, lande
     return outcome
 
 
+Checked = tuple[str, dt.date]   # (owner: the subject's connection, UTC day)
+
+
 def _candidates(conn: psycopg.Connection, rule: Rule, landed: Mapping[str, Iterable[str]],
-                extra_days: Iterable[dt.date]) -> set[dt.date]:
-    """Days landed now in a table the rule reads, plus the subject's queued and held days."""
-    days = {_day(p) for table in rule.reads for p in landed.get(table, ()) if p}
-    if any(table in landed and STREAMS[table].partition is None for table in rule.reads):
-        days |= set(extra_days)
+                extra_days: Iterable[dt.date], sites: Sequence[tuple[str, str]]) -> set[Checked]:
+    """(connection, day)s landed now in a table the rule reads, plus the subject's queued and held ones."""
+    owners = {site: source for source, site in sites}
+    found: set[Checked] = set()
+    for table in rule.reads:
+        for partition in landed.get(table, ()):
+            levels = lake.partition_levels(partition)
+            owner = levels.get("source") or owners.get(levels.get("site", ""))
+            if owner is None:
+                continue
+            if "date" in levels:
+                found.add((owner, dt.date.fromisoformat(levels["date"])))
+            elif STREAMS[table].partition is None:
+                found |= {(owner, day) for day in extra_days}
     queued = conn.execute("""SELECT partition FROM wfm_meta.lake_pending WHERE table_name = %(t)s UNION
                              SELECT partition FROM wfm_meta.partition_holds WHERE table_name = %(t)s
                              AND check_name = %(c)s""", {"t": rule.subject, "c": rule.name}).fetchall()
-    return days | {_day(p) for (p,) in queued if p}
+    for (partition,) in queued:
+        levels = lake.partition_levels(partition)
+        if "date" in levels and "source" in levels:
+            found.add((levels["source"], dt.date.fromisoformat(levels["date"])))
+    return found
 
 
-def _ready(conn: psycopg.Connection, rule: Rule, days: set[dt.date], tolerances: Tolerances) -> list[dt.date]:
-    """The days every table the rule reads already holds (see the module docstring)."""
+def _ready(conn: psycopg.Connection, rule: Rule, checked: set[Checked], tolerances: Tolerances) -> list[Checked]:
+    """The (connection, day)s every table the rule reads already holds (see the module docstring)."""
     for table in rule.reads:
-        if not days:
+        if not checked:
             break
         if conn.execute("SELECT to_regclass(%s)", (f"wfm.{table}",)).fetchone()[0] is None:
             return []
@@ -189,49 +211,59 @@ def _ready(conn: psycopg.Connection, rule: Rule, days: set[dt.date], tolerances:
             if conn.execute(f"SELECT NOT EXISTS (SELECT 1 FROM wfm.{table})").fetchone()[0]:
                 return []
             continue
+        owners, days = zip(*sorted(checked))
         rows = conn.execute(
-            """SELECT d FROM unnest(%s::date[]) AS d WHERE EXISTS (
-                 SELECT 1 FROM wfm_meta.sync_windows w WHERE w.stream = %s AND w.status = 'landed'
+            """SELECT o, d FROM unnest(%s::text[], %s::date[]) AS c(o, d) WHERE EXISTS (
+                 SELECT 1 FROM wfm_meta.sync_windows w WHERE w.stream = %s AND w.source = o AND w.status = 'landed'
                  AND w.window_start <= d::timestamp AT TIME ZONE 'UTC'
                  AND w.window_end >= (d + 1)::timestamp AT TIME ZONE 'UTC'
                  AND w.landed_at >= (d + 1)::timestamp AT TIME ZONE 'UTC' + make_interval(secs => %s * 3600.0))""",
-            (sorted(days), table, tolerances.settle_hours)).fetchall()
-        days = {d for (d,) in rows}
-    return sorted(days)
+            (list(owners), list(days), table, tolerances.settle_hours)).fetchall()
+        checked = {(o, d) for o, d in rows}
+    return sorted(checked)
 
 
-def render(rule: Rule, days: list[dt.date], tolerances: Tolerances) -> str:
-    """The rule's query for these days: one row per failing day with the count, three examples
-    and the scopes that broke (JSON objects of the rule's scope columns, at most MAX_SCOPES + 1)."""
+def render(rule: Rule, checked: list[Checked], tolerances: Tolerances,
+           sites: Sequence[tuple[str, str]] = DEFAULT_SITES) -> str:
+    """The rule's query for these (connection, day)s: one row per failing one with the count, three
+    examples and the scopes that broke (JSON objects of the rule's scope columns, at most MAX_SCOPES + 1)."""
+    days = [d for _, d in checked]
     first, after = min(days), max(days) + dt.timedelta(days=1)
+    pairs = ", ".join(f"({_text(source)}, {_text(site)})" for source, site in sites) or "(NULL, NULL)"
     inner = string.Template(rule.query).substitute(
         lo=f"TIMESTAMPTZ '{first.isoformat()} 00:00:00+00'", hi=f"TIMESTAMPTZ '{after.isoformat()} 00:00:00+00'",
         first=f"DATE '{first.isoformat()}'", after=f"DATE '{after.isoformat()}'",
         seconds=float(tolerances.seconds), calls=int(tolerances.calls), calls_share=float(tolerances.calls_share),
-        chat_ms=int(tolerances.chat_ms))
-    listed = ", ".join(f"DATE '{d.isoformat()}'" for d in days)
+        chat_ms=int(tolerances.chat_ms), sites=f"(VALUES {pairs})")
+    listed = ", ".join(f"({_text(owner)}, DATE '{d.isoformat()}')" for owner, d in checked)
     scope = ", ".join(f"'{c}', {c}::text" for c in rule.scope)
     scopes = (f"(array_agg(DISTINCT jsonb_build_object({scope})::text))[1:{holds.MAX_SCOPES + 1}]"
               if rule.scope else "ARRAY[]::text[]")
-    return (f"SELECT day AS partition, count(*) AS unexpected_count, "
+    return (f"SELECT owner, day AS partition, count(*) AS unexpected_count, "
             f"(array_agg(example ORDER BY example))[1:3] AS examples, {scopes} AS scopes FROM ({inner}) AS broken "
-            f"WHERE day = ANY(ARRAY[{listed}]) GROUP BY day ORDER BY day")
+            f"WHERE (owner, day) IN (VALUES {listed}) GROUP BY owner, day ORDER BY owner, day")
 
 
-def _validate(database_url: str, plans: list[tuple[Rule, list[dt.date], RulePolicy]],
-              docs_dir: Path, run_id: uuid.UUID) -> tuple[list[RuleResult], str]:
-    """Run the plans as one GX checkpoint (Data Docs built by its action); results per rule and day."""
+def _text(value: str) -> str:
+    """A SQL string literal (connection names are checked `[a-z0-9_-]`, but quote anyway)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _validate(database_url: str, plans: list[tuple[Rule, list[Checked], RulePolicy]], docs_dir: Path,
+              run_id: uuid.UUID, sites: Sequence[tuple[str, str]] = DEFAULT_SITES) -> tuple[list[RuleResult], str]:
+    """Run the plans as one GX checkpoint (Data Docs built by its action); results per rule, connection and day."""
     from engine.quality.gx_docs import run_checkpoint
 
-    queries = [(rule, render(rule, days, policy.tolerances)) for rule, days, policy in plans]
+    queries = [(rule, render(rule, checked, policy.tolerances, sites)) for rule, checked, policy in plans]
     with _GX_LOCK:
         failing, docs = run_checkpoint(_sqlalchemy_url(database_url), queries, docs_dir, f"reconcile-{run_id}")
     results = []
-    for rule, days, _ in plans:
-        found = {str(row["partition"])[:10]: row for row in failing[rule.name]}
-        for day in days:
-            row = found.get(day.isoformat())
-            results.append(RuleResult(rule.name, rule.severity, rule.subject, lake.partition_name(day),
+    for rule, checked, _ in plans:
+        found = {(str(row["owner"]), str(row["partition"])[:10]): row for row in failing[rule.name]}
+        for owner, day in checked:
+            row = found.get((owner, day.isoformat()))
+            results.append(RuleResult(rule.name, rule.severity, rule.subject,
+                                       lake.owned_partition(rule.subject, owner, day),
                                        row is None, int(row["unexpected_count"]) if row else 0,
                                        tuple(row["examples"] or ()) if row else (),
                                        tuple(_canonical(s) for s in row["scopes"] or ()) if row else ()))
@@ -269,11 +301,6 @@ def period_days(runs: Iterable[Mapping], limit: int = 62) -> list[dt.date]:
             days.add(day)
             day += dt.timedelta(days=1)
     return sorted(days)[-limit:]
-
-
-def _day(partition: str) -> dt.date:
-    """The day of `date=YYYY-MM-DD` (or of a snapshot partition `date=YYYY-MM-DD/snapshot-…`)."""
-    return dt.date.fromisoformat(partition.split("=", 1)[1][:10])
 
 
 def _sqlalchemy_url(database_url: str) -> str:

@@ -31,7 +31,8 @@ from psycopg import sql
 from connectors.records import Parsed, flatten, to_arrow
 from connectors.streams import Stream, Window
 from engine import catalog
-from engine.landing import drift, lake, ledger, warehouse
+from engine.landing import drift, ledger, warehouse
+from engine.landing.window import partitions_of
 from engine.quality import gate as quality
 
 __all__ = ["ReplayReport", "discard", "held_streams", "replay_stream"]
@@ -80,24 +81,39 @@ def replay_stream(database_url: str, stream_name: str, ids: list[int] | None = N
         ledger.ensure_meta(conn)
         warehouse.ensure_table(conn, stream)
         with conn.transaction():
-            held = conn.execute(sql.SQL("""SELECT id, window_start, window_end, record, record_hash
+            held = conn.execute(sql.SQL("""SELECT id, window_start, window_end, record, record_hash, source
                                            FROM wfm_meta.quarantine WHERE {} ORDER BY id FOR UPDATE""")
                                 .format(where), params).fetchall()
             if not held:
                 report.run_id = None
                 return report
-            span = Window(min(h[1] for h in held), max(h[2] for h in held))
-            ledger.start_run(conn, run_id, stream_name, "replay", span.start, span.end, [span], now)
-            by_window: dict[tuple, dict[str, dict]] = {}
-            for _, start, end, record, digest in held:     # one record per digest: it may have two reasons
-                by_window.setdefault((start, end), {})[digest] = record
-            report.records = sum(len(records) for records in by_window.values())
-            good, passed = _judge(stream, by_window)
-            counts = _land(conn, stream, good, passed, report, now)
-            ledger.record_window(conn, run_id, span, "landed", counts)
-            ledger.mark_partitions(conn, stream_name, report.partitions, run_id)
-        ledger.finish_run(conn, run_id, "completed")
+            runs: list[uuid.UUID] = []
+            for source in sorted({h[5] for h in held}):     # a connection's rows land as that connection's
+                this_run = run_id if not runs else uuid.uuid4()
+                runs.append(this_run)
+                _replay_source(conn, stream, source, [h for h in held if h[5] == source], this_run, report, now)
+        for this_run in runs:
+            ledger.finish_run(conn, this_run, "completed")
     return report
+
+
+def _replay_source(conn: psycopg.Connection, stream: Stream, source: str, held: list[tuple], run_id: uuid.UUID,
+                   report: ReplayReport, now: dt.datetime) -> None:
+    """One connection's held rows as one replay run; inside the transaction."""
+    span = Window(min(h[1] for h in held), max(h[2] for h in held))
+    ledger.start_run(conn, run_id, stream.name, "replay", span.start, span.end, [span], now, source=source)
+    by_window: dict[tuple, dict[str, dict]] = {}
+    for _, start, end, record, digest, _ in held:     # one record per digest: it may have two reasons
+        by_window.setdefault((start, end), {})[digest] = record
+    records = sum(len(records) for records in by_window.values())
+    report.records += records
+    good, passed = _judge(stream, by_window)
+    partitions: set[str] = set()
+    counts = _land(conn, stream, good, passed, report, now, run_id, source, partitions)
+    counts.update(rows_fetched=records, rows_quarantined=records - len(passed))
+    ledger.record_window(conn, run_id, span, "landed", counts)
+    ledger.mark_partitions(conn, stream.name, partitions, run_id)
+    report.partitions |= partitions
 
 
 def _judge(stream: Stream, by_window: dict[tuple, dict[str, dict]]) -> tuple[pa.Table | None, list[str]]:
@@ -115,22 +131,24 @@ def _judge(stream: Stream, by_window: dict[tuple, dict[str, dict]]) -> tuple[pa.
 
 
 def _land(conn: psycopg.Connection, stream: Stream, good: pa.Table | None, passed: list[str],
-          report: ReplayReport, now: dt.datetime) -> dict[str, Any]:
+          report: ReplayReport, now: dt.datetime, run_id: uuid.UUID, source: str,
+          partitions: set[str]) -> dict[str, Any]:
     """Upsert the passing rows and mark their quarantine rows replayed; inside the transaction."""
     counts: dict[str, Any] = {}
     if good is not None and good.num_rows:
         clean = warehouse.deduplicate(good, stream.key)
-        upserted = warehouse.upsert(conn, stream, clean, report.run_id, now)  # type: ignore[arg-type]
+        upserted = warehouse.upsert(conn, stream, clean, run_id, now, source)
         counts.update(duplicates_removed=good.num_rows - clean.num_rows, rows_inserted=upserted.inserted,
                       rows_updated=upserted.updated, rows_unchanged=upserted.unchanged)
-        report.rows_inserted, report.rows_updated = upserted.inserted, upserted.updated
-        report.partitions |= _partitions(stream, clean)
+        report.rows_inserted += upserted.inserted
+        report.rows_updated += upserted.updated
+        partitions |= partitions_of(stream, clean, source)
         conn.execute("""UPDATE wfm_meta.quarantine SET status = 'replayed', resolved_at = now(), resolved_by = %s,
-                        resolution = 'passed on replay' WHERE stream = %s AND status = 'held'
-                        AND record_hash = ANY(%s)""", (report.run_id, stream.name, passed))
-    report.replayed = len(passed)
-    report.still_held = report.records - len(passed)
-    return {**counts, "rows_fetched": report.records, "rows_quarantined": report.still_held}
+                        resolution = 'passed on replay' WHERE stream = %s AND source = %s AND status = 'held'
+                        AND record_hash = ANY(%s)""", (run_id, stream.name, source, passed))
+    report.replayed += len(passed)
+    report.still_held = report.records - report.replayed
+    return counts
 
 
 def _parse(stream: Stream, window: Window, records: list[dict]) -> Parsed:
@@ -140,12 +158,6 @@ def _parse(stream: Stream, window: Window, records: list[dict]) -> Parsed:
     if stream.derive is not None:
         parsed.table = stream.derive(parsed.table, window)
     return parsed
-
-
-def _partitions(stream: Stream, table) -> set[str]:
-    if stream.partition is None:
-        return {""}
-    return {lake.partition_name(day) for day in warehouse.partition_dates(stream, table)}
 
 
 def discard(database_url: str, reason: str, stream: str | None = None, ids: list[int] | None = None,

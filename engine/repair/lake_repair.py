@@ -35,7 +35,7 @@ from psycopg import sql
 from connectors.streams import Stream
 from engine import catalog
 from engine.landing import lake, ledger
-from engine.landing.warehouse import columns, table_ident
+from engine.landing.warehouse import columns, owner_column, table_ident
 
 __all__ = ["Finding", "RebuildReport", "checksum", "lake_tables", "published_tables", "rebuild", "verify"]
 
@@ -166,15 +166,19 @@ def warehouse_partitions(conn: psycopg.Connection, stream: Stream, start: dt.dat
     """The partitions PostgreSQL has rows for (within [start, end]); [''] for an unpartitioned table."""
     if conn.execute("SELECT to_regclass(%s)", (f"wfm.{stream.name}",)).fetchone()[0] is None:
         return []
+    owner = owner_column(stream)
+    who = sql.Identifier(owner) if owner else sql.SQL("NULL::text")
     if stream.partition is None:
-        exists = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(table_ident(stream))).fetchone()[0]
-        return [""] if exists else []
+        owners = conn.execute(sql.SQL("SELECT DISTINCT {} FROM {} ORDER BY 1").format(
+            who, table_ident(stream))).fetchall()
+        return [lake.owned_partition(stream, o, None) for (o,) in owners]
     column = sql.Identifier(stream.partition)
     day = column if dict(columns(stream))[stream.partition] == "date" else \
         sql.SQL("({} AT TIME ZONE 'UTC')::date").format(column)
-    days = conn.execute(sql.SQL("SELECT DISTINCT {} FROM {} WHERE {} IS NOT NULL ORDER BY 1").format(
-        day, table_ident(stream), column)).fetchall()
-    return [lake.partition_name(d) for (d,) in days if _within(lake.partition_name(d), start, end)]
+    days = conn.execute(sql.SQL("SELECT DISTINCT {}, {} FROM {} WHERE {} IS NOT NULL ORDER BY 1, 2").format(
+        who, day, table_ident(stream), column)).fetchall()
+    names = [lake.owned_partition(stream, o, d) for o, d in days]
+    return [n for n in names if _within(n, start, end)]
 
 
 def lake_partitions(lake_path: str, stream: Stream) -> list[str]:
@@ -194,5 +198,8 @@ def lake_partitions(lake_path: str, stream: Stream) -> list[str]:
 def _within(partition: str, start: dt.date | None, end: dt.date | None) -> bool:
     if not partition:
         return True
-    day = dt.date.fromisoformat(partition.split("=", 1)[1])
+    levels = lake.partition_levels(partition)
+    if "date" not in levels:
+        return True
+    day = dt.date.fromisoformat(levels["date"][:10])
     return (start is None or day >= start) and (end is None or day <= end)

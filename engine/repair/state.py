@@ -61,8 +61,8 @@ def _incremental_names() -> list[str]:
     return sorted(s.name for s in catalog.STREAMS.values() if s.incremental)
 
 
-def states(conn: psycopg.Connection, stream: str | None = None) -> list[StreamState]:
-    """The state of one incremental stream, or of all of them."""
+def states(conn: psycopg.Connection, stream: str | None = None, source: str = "default") -> list[StreamState]:
+    """The state of one incremental stream, or of all of them, of one connection (`source`)."""
     names = [incremental(stream).name] if stream else _incremental_names()
     rows = conn.execute(f"""
         SELECT n.stream, w.value, r.status, r.started_at, r.finished_at,
@@ -73,10 +73,10 @@ def states(conn: psycopg.Connection, stream: str | None = None) -> list[StreamSt
                        'YYYY-MM-DD HH24:MI') FROM {META}.state_changes c WHERE c.stream = n.stream
                 ORDER BY id DESC LIMIT 1)
         FROM unnest(%s::text[]) AS n(stream)
-        LEFT JOIN {META}.watermarks w ON w.stream = n.stream
+        LEFT JOIN {META}.watermarks w ON w.stream = n.stream AND w.source = %s
         LEFT JOIN LATERAL (SELECT status, started_at, finished_at FROM {META}.sync_runs s WHERE s.stream = n.stream
-                           ORDER BY started_at DESC LIMIT 1) r ON true
-        ORDER BY n.stream""", (names,)).fetchall()
+                           AND s.source = %s ORDER BY started_at DESC LIMIT 1) r ON true
+        ORDER BY n.stream""", (names, source, source)).fetchall()
     return [StreamState(*row) for row in rows]
 
 
@@ -95,22 +95,25 @@ def parse_watermark(text: str) -> dt.datetime:
 
 
 def set_watermark(conn: psycopg.Connection, stream: str, value: dt.datetime | None, reason: str | None = None,
-                  by: str | None = None, force: bool = False) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """Set (or with None, reset) a stream's watermark, logged; returns (before, after)."""
+                  by: str | None = None, force: bool = False, source: str = "default",
+                  ) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """Set (or with None, reset) the watermark of a stream of one connection (`source`), logged;
+    returns (before, after)."""
     name = incremental(stream).name
     if value is not None and value > dt.datetime.now(UTC):
         raise ValueError(f"--watermark {value:%Y-%m-%d %H:%M} UTC is in the future: no run has read that far")
     with conn.transaction():
-        conn.execute(f"INSERT INTO {META}.watermarks (stream) VALUES (%s) ON CONFLICT DO NOTHING", (name,))
-        before = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s FOR UPDATE",
-                              (name,)).fetchone()[0]
-        going = conn.execute(f"""SELECT run_id, started_at FROM {META}.sync_runs WHERE stream = %s
-                                 AND status = 'running' ORDER BY started_at DESC LIMIT 1""", (name,)).fetchone()
+        conn.execute(f"INSERT INTO {META}.watermarks (stream, source) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                     (name, source))
+        before = conn.execute(f"SELECT value FROM {META}.watermarks WHERE stream = %s AND source = %s FOR UPDATE",
+                              (name, source)).fetchone()[0]
+        going = conn.execute(f"""SELECT run_id, started_at FROM {META}.sync_runs WHERE stream = %s AND source = %s
+                                 AND status = 'running' ORDER BY started_at DESC LIMIT 1""", (name, source)).fetchone()
         if going and not force:
             raise ValueError(f"a run of {name} is going (run {going[0]}, started {going[1]:%Y-%m-%d %H:%M} UTC): "
                              f"wait for it, or pass --force if it died without closing its ledger row")
-        conn.execute(f"UPDATE {META}.watermarks SET value = %s, run_id = NULL, updated_at = now() WHERE stream = %s",
-                     (value, name))
+        conn.execute(f"""UPDATE {META}.watermarks SET value = %s, run_id = NULL, updated_at = now()
+                         WHERE stream = %s AND source = %s""", (value, name, source))
         conn.execute(f"""INSERT INTO {META}.state_changes (stream, action, watermark_before, watermark_after, reason,
                          changed_by) VALUES (%s, %s, %s, %s, %s, %s)""",
                      (name, "set" if value is not None else "reset", before, value, reason, by or getpass.getuser()))

@@ -4,7 +4,8 @@ Rows are compared whole — every data column of every `wfm.*` table — except 
 columns `_run_id` and `_extracted_at`, which say which run wrote a row and so legitimately
 differ between two landings. The lake is read back with pyarrow (a real Parquet reader, not the
 code that wrote it) and compared with PostgreSQL lineage included, personal columns as the
-policy publishes them (hashed with the key, or left out).
+policy publishes them (hashed with the key, or left out); a file's owner (`source=` or `site=` in
+its path, which the file itself does not repeat) is read from its path, as hive readers do.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def rows(database_url: str, table: str, lineage: bool = False, as_published: boo
                              for i in keep) for r in cur), key=repr)
 
 
+def named_rows(database_url: str, table: str) -> list[tuple]:
+    """Every row, lineage included, as sorted (column, value) pairs: Parquet and a migrated table may
+    order their columns differently."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute("SET TIME ZONE 'UTC'")
+        cur = conn.execute(f'SELECT * FROM wfm."{table}"')
+        names = [c.name for c in cur.description]
+        return sorted((tuple(sorted((n, plain(v)) for n, v in zip(names, r))) for r in cur), key=repr)
+
+
 def differences(left_url: str, right_url: str) -> list[str]:
     """Tables whose rows differ between two databases, with a count and an example each."""
     found = []
@@ -80,8 +91,10 @@ def lake_problems(database_url: str, lake: Path) -> list[str]:
             except Exception as exc:   # a partial file is exactly what this looks for
                 problems.append(f"{path.relative_to(lake)} is not a readable Parquet file: {exc}")
                 continue
-            order = order or data.column_names
-            parquet += [tuple(plain(v, name) for name, v in row.items()) for row in data.to_pylist()]
+            owner = {k: v for k, v in (level.split("=", 1) for level in path.relative_to(lake / table).parts[:-1])
+                     if k in ("source", "site")}
+            order = order or data.column_names + [k for k in owner if k not in data.column_names]
+            parquet += [tuple(plain(v, name) for name, v in {**row, **owner}.items()) for row in data.to_pylist()]
         expected = rows(database_url, table, lineage=True, as_published=True, order=order)
         if files and sorted(parquet, key=repr) != expected:
             only = sorted(set(parquet) - set(expected), key=repr)[:1] + sorted(set(expected) - set(parquet), key=repr)[:1]

@@ -96,8 +96,9 @@ def _seed(db: str) -> None:
         conn.execute("CREATE TABLE wfm.canary (alive text)")
         conn.execute("INSERT INTO wfm.canary VALUES ('yes')")
         warehouse.ensure_table(conn, cc.AGENT_LOGINS)
-        conn.execute("""INSERT INTO wfm.agent_logins (agent_id, login_at, logout_at, duration_ms, _run_id, _extracted_at)
-                        VALUES ('1', '2026-11-09T08:00:00Z', '2026-11-09T16:00:00Z', 28800000, %s, now())""",
+        conn.execute("""INSERT INTO wfm.agent_logins (source, agent_id, login_at, logout_at, duration_ms, _run_id,
+                        _extracted_at) VALUES ('default', '1', '2026-11-09T08:00:00Z', '2026-11-09T16:00:00Z',
+                        28800000, %s, now())""",
                      (uuid.uuid4(),))
 
 

@@ -6,7 +6,11 @@ key are set too. After syncs that succeed, quarantine rows, and fail on a wrong 
 and after CLI commands, every place a secret could leak to is read: Python and Prefect logs,
 Prefect artifacts, every row of every `wfm` and `wfm_meta` table as text, every file under the
 lake and the data dir (Parquet bytes and decoded values, Data Docs), webhook bodies, error
-messages and CLI output. The figure is the number of occurrences found; it must be 0.
+messages and CLI output. Then the same with several connections: a settings file naming a
+second simulated site whose contact center takes a bearer token (by environment variable) and
+whose 1C password is a Prefect Secret block, synced beside the first and shown by `wfm connections
+list | test | status`, `wfm check` and `wfm runs`. The figure is the number of occurrences found;
+it must be 0.
 
 Personal data is scanned the same way: every SNILS the 1C simulator served (read back from
 `wfm.employees`, the one place it is kept in the clear) is searched for in the lake and in every
@@ -34,7 +38,8 @@ from .lab import SIM_START, fresh_database, pointed_at, simulator
 SECRETS = {"cc client secret": "csec-ZEBRA-7781-ocelot", "1C password": "onec-PW-QUOKKA-5521",
            "warehouse password": "dbpw-NARWHAL-9042", "webhook secret": "whsec-AXOLOTL-3310",
            "bearer token": "tok-PANGOLIN-6677", "wrong 1C password": "bad-PW-WOMBAT-1187",
-           "personal data key": "pii-KEY-TAPIR-4410"}
+           "personal data key": "pii-KEY-TAPIR-4410",
+           "2nd site cc token": "tok2-MARMOT-4410", "2nd site 1C password": "onec2-PW-TAPIR-2290"}
 FERNET_KEY = "mK0V1qkqW2dXkGm6v4bq3kq0sQ2vQ9o7H1N5cQ8m3gU="
 
 
@@ -74,6 +79,13 @@ def secret_leaks(server: str, days: int = 1) -> Outcome:
                 texts = _exercise(sim, url, hooks.server_address[1], days)
             with pointed_at(sim, url, lake, **{**extra, "WFM_ONEC_PASSWORD": SECRETS["wrong 1C password"]}):
                 texts += _exercise(sim, url, hooks.server_address[1], days, failing=True)
+            second = {"cc_auth": AuthConfig("bearer", token=SECRETS["2nd site cc token"]),
+                      "onec_auth": AuthConfig("basic", username="wfm", password=SECRETS["2nd site 1C password"])}
+            with simulator(seed=8, **second) as sim2, \
+                    pointed_at(sim, url, lake, **extra, WFM_CONFIG=_settings_file(Path(scratch), sim, sim2),
+                               CC1_SECRET=SECRETS["cc client secret"], ZUP1_PASSWORD=SECRETS["1C password"],
+                               CC2_TOKEN=SECRETS["2nd site cc token"]):
+                texts += _exercise_connections(days)
             places = {"logs": "\n".join(captured.lines),
                       "webhook bodies": b"\n".join(Hooks.bodies).decode(errors="replace"),
                       "errors and CLI output": "\n".join(texts), "Prefect logs and artifacts": _prefect_texts(),
@@ -131,6 +143,61 @@ def _exercise(sim, url: str, hook_port: int, days: int, failing: bool = False) -
         sim.set_faults("")
     for argv in (["check"], ["runs"], ["quarantine"], ["webhooks", "list"], ["sync", "employees", "--start",
                                                                            SIM_START.isoformat()]):
+        result = CliRunner().invoke(app, argv)
+        texts += [result.stdout, result.stderr, repr(result.exception)]
+    return texts
+
+
+def _settings_file(scratch: Path, sim, sim2) -> str:
+    """Two sites' connections, every secret by reference (variables, one Prefect Secret block)."""
+    path = scratch / "wfm.toml"
+    path.write_text(f"""
+[connections.cc-one]
+system = "contact_center"
+url = "{sim.cc_url}"
+client_id = "wfm-chaos"
+client_secret = {{ env = "CC1_SECRET" }}
+[connections.zup-one]
+system = "onec"
+url = "{sim.onec_url}"
+username = "wfm"
+password = {{ env = "ZUP1_PASSWORD" }}
+[connections.cc-two]
+system = "contact_center"
+url = "{sim2.cc_url}"
+token = {{ env = "CC2_TOKEN" }}
+[connections.zup-two]
+system = "onec"
+url = "{sim2.onec_url}"
+username = "wfm"
+password = {{ block = "chaos-zup-two-password" }}
+[sites.one]
+contact_center = "cc-one"
+onec = "zup-one"
+[sites.two]
+contact_center = "cc-two"
+onec = "zup-two"
+""", encoding="utf-8")
+    return str(path)
+
+
+def _exercise_connections(days: int) -> list[str]:
+    """Syncs of both sites and the connection commands; their messages."""
+    from prefect.blocks.system import Secret
+    from typer.testing import CliRunner
+
+    from flows.sync import sync
+    from wfm.cli import app
+
+    Secret(value=SECRETS["2nd site 1C password"]).save("chaos-zup-two-password", overwrite=True)
+    texts = []
+    try:
+        sync(["cc_personnel", "agent_logins", "employees", "agent_employee_map"], SIM_START,
+             SIM_START + dt.timedelta(days=days - 1), force=True)
+    except Exception as exc:
+        texts.append(f"{type(exc).__name__}: {exc}")
+    for argv in (["connections", "list"], ["connections", "test", "cc-two"], ["connections", "test", "zup-two"],
+                 ["connections", "status", "cc-one"], ["check"], ["runs"]):
         result = CliRunner().invoke(app, argv)
         texts += [result.stdout, result.stderr, repr(result.exception)]
     return texts

@@ -1,0 +1,145 @@
+"""`wfm migrate` on a single-connection warehouse and lake built by the code before connections
+(tests/fixtures: `build_v0.py` run at 01d9275 — a synced simulated site, plans, outbox, deviations,
+a quarantined record, drift, a hold — dumped with pg_dump, its lake as written then)."""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import polars as pl
+import psycopg
+import pyarrow.parquet as pq
+import pytest
+
+from engine import schema
+from engine.migrations import PUSH_TABLES, SITE_TABLES, owner_column
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def restore_v0(database_url: str, tmp_path: Path) -> Path:
+    """The old warehouse in `database_url` and its lake under tmp_path; returns the lake root."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(gzip.decompress((FIXTURES / "warehouse_v0.sql.gz").read_bytes()).decode())
+    with tarfile.open(FIXTURES / "lake_v0.tar.gz") as archive:
+        archive.extractall(tmp_path, filter="data")
+    return tmp_path / "lake"
+
+
+def snapshot(conn: psycopg.Connection, only: dict[str, list[str]] | None = None) -> dict[str, list[tuple]]:
+    """Every row of every table, the owner column left out, as sorted tuples; `only`: these tables
+    and columns (those of an earlier snapshot: the baseline adds columns to older tables, e.g.
+    `local_date`, the scope of a hold, a check result's policy)."""
+    out = {}
+    for name, columns in (only or _columns(conn)).items():
+        namespace, table = name.split(".", 1)
+        rows = conn.execute(f'SELECT {", ".join(columns)} FROM "{namespace}"."{table}"').fetchall()
+        out[name] = sorted(map(repr, rows))
+    return out
+
+
+def _columns(conn: psycopg.Connection) -> dict[str, list[str]]:
+    out = {}
+    for namespace, table in conn.execute("""SELECT table_schema, table_name FROM information_schema.tables
+                                            WHERE table_schema IN ('wfm', 'wfm_meta')
+                                            AND table_name <> 'schema_migrations' ORDER BY 1, 2""").fetchall():
+        out[f"{namespace}.{table}"] = [c for (c,) in conn.execute(
+            """SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND table_name = %s
+               AND column_name NOT IN ('source', 'site') AND column_name <> 'partition' ORDER BY column_name""",
+            (namespace, table))]
+    return out
+
+
+def kept(conn: psycopg.Connection, columns: dict[str, list[str]]) -> dict:
+    """The rows now of the tables and columns that were there before (the baseline may add new ones)."""
+    return snapshot(conn, columns)
+
+
+def lake_files(lake: Path) -> dict[str, int]:
+    return {str(p.relative_to(lake)): p.stat().st_size for p in sorted(lake.rglob("*.parquet"))}
+
+
+def test_an_old_warehouse_and_lake_are_migrated_in_place_with_every_row_kept(database_url, tmp_path):
+    lake = restore_v0(database_url, tmp_path)
+    old_files = lake_files(lake)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        columns = _columns(conn)
+        before = snapshot(conn, columns)
+        assert sum(map(len, before.values())) > 1500 and before["wfm_meta.push_outbox"]
+        ran = schema.migrate(conn)
+        pulled = [f for f in old_files if f.split("/")[0] not in PUSH_TABLES]
+        assert [m.version for m in ran] == [1] and schema.migrate_lake(str(lake)) == len(pulled)
+        assert kept(conn, columns) == before            # every row, every value kept
+        for (table,) in conn.execute("""SELECT table_name FROM information_schema.tables
+                                        WHERE table_schema = 'wfm'""").fetchall():
+            if table in PUSH_TABLES:
+                continue      # version 2
+            owner = owner_column(table)
+            values = conn.execute(f'SELECT DISTINCT {owner} FROM wfm."{table}"').fetchall()
+            assert values in ([("default",)], []), table
+            key = conn.execute("""SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
+                                  AND a.attnum = i.indkey[0] WHERE i.indrelid = %s::regclass AND i.indisprimary""",
+                               (f'wfm."{table}"',)).fetchone()
+            assert key == (owner,), table
+        assert conn.execute("SELECT DISTINCT source FROM wfm_meta.watermarks").fetchall() == [("default",)]
+        assert conn.execute("SELECT partition FROM wfm_meta.lake_pending ORDER BY 1").fetchall() == [
+            ("source=default",), ("source=default/date=2026-11-10",)]
+        assert conn.execute("SELECT partition FROM wfm_meta.partition_holds").fetchall() == [
+            ("source=default/date=2026-11-10",)]
+        partitions = dict(conn.execute("SELECT table_name, min(partition) FROM wfm_meta.check_results GROUP BY 1"))
+        assert all(p.startswith("site=default" if t in SITE_TABLES else "source=default")
+                   for t, p in partitions.items() if t not in PUSH_TABLES)
+        assert schema.migrate(conn) == [] and schema.migrate_lake(str(lake)) == 0   # idempotent
+        assert kept(conn, columns) == before
+    new_files = lake_files(lake)
+    assert sorted(new_files.values()) == sorted(old_files.values())
+    for path in new_files:
+        table, owner = path.split("/")[:2]
+        if table not in PUSH_TABLES:
+            assert owner == f"{owner_column(table)}=default" and path not in old_files, path
+    assert not [d for d in lake.rglob("date=*") if d.parent.parent == lake and d.parent.name not in PUSH_TABLES]
+
+
+def test_the_migrated_lake_reads_with_zero_options_in_four_readers(database_url, tmp_path):
+    lake = restore_v0(database_url, tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        schema.migrate(conn)
+        schema.migrate_lake(str(lake))
+        expected = conn.execute("SELECT count(*) FROM wfm.agent_status_intervals").fetchone()[0]
+    table = lake / "agent_status_intervals"
+    frames = {
+        "duckdb": duckdb.sql(f"SELECT * FROM read_parquet('{table}/**/*.parquet')").df(),
+        "polars": pl.read_parquet(f"{table}/").to_pandas(),          # a directory: hive partitions found
+        "pandas": pd.read_parquet(table),
+        "pyarrow": pq.read_table(table).to_pandas(),
+    }
+    for reader, frame in frames.items():
+        assert len(frame) == expected, reader
+        assert set(frame["source"].astype(str)) == {"default"}, reader
+        assert frame["date"].astype(str).str.startswith("2026-11-").all(), reader
+
+
+def test_a_crash_between_the_database_and_the_lake_is_repaired_by_the_next_call(database_url, tmp_path):
+    lake = restore_v0(database_url, tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert [m.version for m in schema.migrate(conn)] == [1]     # then killed before the lake
+        (lake / "cc_agents" / ".part-0.parquet.dead.tmp").write_bytes(b"half")
+        assert schema.migrate(conn) == [] and schema.migrate_lake(str(lake)) > 0
+    assert (lake / "cc_agents" / "source=default" / "part-0.parquet").is_file()
+
+
+def test_a_fresh_warehouse_records_the_versions_and_changes_nothing(database_url, tmp_path):
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        assert [m.version for m in schema.migrate(conn)] == [1]   # recorded; nothing to change
+        assert schema.applied(conn) == {1: "connections"}
+        assert schema.migrate(conn) == [] and schema.migrate_lake(str(tmp_path / "lake")) == 0
+
+
+@pytest.mark.parametrize("table, owner", [("agent_calls", "source"), ("deviations", "site"),
+                                          ("planned_shifts", "site"), ("cc_agents", "source")])
+def test_owner_columns(table, owner):
+    assert owner_column(table) == owner
