@@ -171,7 +171,7 @@ def test_deployments_run_on_workers_and_land_data(simulator, database_url, prefe
         logins = conn.execute("SELECT count(*) FROM wfm.agent_logins").fetchone()[0]
     assert agents == 12 and logins > 0
     assert landed["agent_logins"] == landed["agent_calls"] == 3   # three days, one batch of agents
-    assert list((tmp_path / "lake" / "agent_logins").glob("date=*/part-0.parquet"))
+    assert list((tmp_path / "lake" / "agent_logins").glob("source=*/date=*/part-0.parquet"))
     # the runs ran as separate processes on two workers; the server-side limit held them to two
     assert limit.limit == IN_FLIGHT and limit.active_slots == 0
     assert 1 <= simulator.stats()["maxInFlight"] <= IN_FLIGHT

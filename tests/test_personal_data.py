@@ -40,7 +40,7 @@ def lake_text(root: Path) -> str:
 
 def publish_employees(database_url: str, root: Path) -> list[dict]:
     rebuild(database_url, str(root), catalog.STREAMS["employees"])
-    return pq.read_table(root / "employees" / "part-0.parquet").to_pylist()
+    return pq.read_table(root / "employees" / "source=default" / "part-0.parquet").to_pylist()
 
 
 def test_the_lake_holds_no_snils_in_the_clear(wfm_env, database_url, tmp_path, monkeypatch, caplog):
@@ -54,7 +54,7 @@ def test_the_lake_holds_no_snils_in_the_clear(wfm_env, database_url, tmp_path, m
         lake.publish(conn, catalog.STREAMS["employees"], str(root))
     text = lake_text(root)
     assert not [sn for sn in snils if sn in text] and not [db for _, db in clear.values() if db and db in text]
-    rows = pq.read_table(root / "employees" / "part-0.parquet").to_pylist()
+    rows = pq.read_table(root / "employees" / "source=default" / "part-0.parquet").to_pylist()
     for row in rows:          # a keyed pseudonym: the same person, the same value; names kept in the directory
         sn, db_id = clear[row["employee_id"]]
         assert row["sn"] == hmac.new(KEY.encode(), sn.encode(), hashlib.sha256).hexdigest()

@@ -67,8 +67,8 @@ def test_an_empty_area_is_refused_too(wfm_env, database_url):
         unplaced: dict[str, str] = {}
         from engine.push.deviations import ensure_tables
         ensure_tables(conn)
-        conn.execute("""INSERT INTO wfm.agent_employee_map (agent_id, employee_id, matched_by, _run_id, _extracted_at)
-                        VALUES ('a1', %s, 'number', gen_random_uuid(), now())""", (regular.id,))
+        conn.execute("""INSERT INTO wfm.agent_employee_map (site, agent_id, employee_id, matched_by, _run_id, _extracted_at)
+                        VALUES ('default', 'a1', %s, 'number', gen_random_uuid(), now())""", (regular.id,))
         assert compute(conn, dt.date(2026, 11, 20), dt.date(2026, 11, 20), unplaced) == []
     assert "employees.area is empty" in unplaced[regular.id]
 

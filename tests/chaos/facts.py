@@ -60,13 +60,13 @@ def prepare_facts(sim, database_url: str, lake: Path) -> int:
             with conn.transaction():
                 for employee_id, presence in zip(planned, PRESENCE):
                     agent = roster[employee_id].person.agent_id
-                    conn.execute("""INSERT INTO wfm.agent_employee_map (agent_id, employee_id, matched_by, _run_id,
-                                    _extracted_at) VALUES (%s, %s, 'tab_n', gen_random_uuid(), now())""",
+                    conn.execute("""INSERT INTO wfm.agent_employee_map (site, agent_id, employee_id, matched_by,
+                                    _run_id, _extracted_at) VALUES ('default', %s, %s, 'tab_n', gen_random_uuid(), now())""",
                                  (agent, employee_id))
                     for day, hours in presence.items():
                         start = dt.datetime.fromisoformat(f"{day}T06:00:00+00:00")
-                        conn.execute("""INSERT INTO wfm.agent_logins (agent_id, login_at, logout_at, duration_ms,
-                                        _run_id, _extracted_at) VALUES (%s, %s, %s, %s, gen_random_uuid(), now())""",
+                        conn.execute("""INSERT INTO wfm.agent_logins (source, agent_id, login_at, logout_at, duration_ms,
+                                        _run_id, _extracted_at) VALUES ('default', %s, %s, %s, %s, gen_random_uuid(), now())""",
                                      (agent, start, start + dt.timedelta(hours=hours), int(hours * 3_600_000)))
         build_deviations(database_url, str(lake), FIRST, LAST)
         with psycopg.connect(database_url, autocommit=True) as conn:
