@@ -30,8 +30,8 @@ def seed(conn: psycopg.Connection) -> None:
     conn.execute("""INSERT INTO wfm_meta.webhook_subscribers (id, url, events, secret_ciphertext)
                     VALUES (1, 'http://127.0.0.1:9/', '{sync.failed}', 'x')""")
     for at in (OLD, RECENT):
-        conn.execute("""INSERT INTO wfm.online_agent_status (source, snapshot_at, agent_id, state_code, _run_id, _extracted_at)
-                        VALUES ('default', %s, '1', 'Work', gen_random_uuid(), %s)""", (at, at))
+        conn.execute("""INSERT INTO wfm.online_agent_status (source, snapshot_at, agent_id, state_code, _run_id,
+                        _extracted_at) VALUES ('default', %s, '1', 'Work', gen_random_uuid(), %s)""", (at, at))
         for status in ("completed", "running"):
             run = uuid.uuid4()
             conn.execute("""INSERT INTO wfm_meta.sync_runs (run_id, stream, source, mode, started_at, status)
@@ -40,7 +40,8 @@ def seed(conn: psycopg.Connection) -> None:
                             ids_hash, id_count) VALUES (%s, 'agent_logins', 'default', %s, %s, '-', 0)""", (run, at, at))
         for status in ("held", "replayed"):
             conn.execute("""INSERT INTO wfm_meta.quarantine (stream, source, run_id, reason, record, record_hash,
-                            quarantined_at, status) VALUES ('agent_logins', 'default', gen_random_uuid(), 'bad', '{}', %s, %s, %s)
+                            quarantined_at, status)
+                            VALUES ('agent_logins', 'default', gen_random_uuid(), 'bad', '{}', %s, %s, %s)
                          """, (f"{at}{status}", at, status))
         conn.execute("""INSERT INTO wfm_meta.check_results (run_id, check_name, severity, table_name, partition,
                         success, checked_at) VALUES (gen_random_uuid(), 'rule', 'error', 't', 'p', true, %s)""", (at,))

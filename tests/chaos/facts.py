@@ -66,7 +66,8 @@ def prepare_facts(sim, database_url: str, lake: Path) -> int:
                     for day, hours in presence.items():
                         start = dt.datetime.fromisoformat(f"{day}T06:00:00+00:00")
                         conn.execute("""INSERT INTO wfm.agent_logins (source, agent_id, login_at, logout_at, duration_ms,
-                                        _run_id, _extracted_at) VALUES ('default', %s, %s, %s, %s, gen_random_uuid(), now())""",
+                                        _run_id, _extracted_at)
+                                        VALUES ('default', %s, %s, %s, %s, gen_random_uuid(), now())""",
                                      (agent, start, start + dt.timedelta(hours=hours), int(hours * 3_600_000)))
         build_deviations(database_url, str(lake), FIRST, LAST)
         with psycopg.connect(database_url, autocommit=True) as conn:
