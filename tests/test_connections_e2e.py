@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from connectors.simulator import ServerConfig, start_simulator
-from connectors.simulator.fleet import fleet_configs, start_fleet
+from connectors.simulator.fleet import fleet_configs, sites_settings, start_fleet
 from connectors.simulator.world import SimConfig
 
 from .conftest import SIM_START, fresh_database, sim_clock
@@ -27,19 +27,7 @@ LINEAGE = ("_run_id", "_extracted_at")
 
 
 def settings_file(tmp_path: Path, fleet, names: list[str]) -> Path:
-    text = "".join(f"""
-[connections.cc-{n}]
-system = "contact_center"
-url = "{fleet[n].cc_url}"
-[connections.zup-{n}]
-system = "onec"
-url = "{fleet[n].onec_url}"
-username = "wfm"
-password = {{ env = "ZUP_PASSWORD" }}
-[sites.{n}]
-contact_center = "cc-{n}"
-onec = "zup-{n}"
-""" for n in names)
+    text = sites_settings(fleet, "ZUP_PASSWORD", names)
     path = tmp_path / f"wfm-{'-'.join(names)}.toml"
     path.write_text(text, encoding="utf-8")
     return path

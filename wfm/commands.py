@@ -192,14 +192,14 @@ def run_demo(console: Console, days: int, agents: int, sites: int = 2) -> None:
     as connections `cc-siteN` / `zup-siteN` in a settings file under the data dir.
     """
     from connectors.simulator import ServerConfig, SimConfig
-    from connectors.simulator.fleet import fleet_configs, start_fleet
+    from connectors.simulator.fleet import fleet_configs, sites_settings, start_fleet
 
     today = dt.date.today()
     start = today - dt.timedelta(days=days)
     base = ServerConfig(sim=SimConfig(seed=42, agents=max(2, agents // sites), start=start, days=days + 1))
     with start_fleet(fleet_configs(sites, base)) as fleet:
         settings = paths.data_dir() / "demo-sites.toml"
-        settings.write_text("".join(_demo_site(name, running) for name, running in fleet.items()), encoding="utf-8")
+        settings.write_text(sites_settings(fleet, "DEMO_ONEC_PASSWORD"), encoding="utf-8")
         os.environ.update(WFM_CONFIG=str(settings), DEMO_ONEC_PASSWORD="wfm")
         for name, running in fleet.items():
             console.print(f"{name}: contact center {running.cc_url}, 1C {running.onec_url}", highlight=False)
@@ -217,21 +217,4 @@ def run_demo(console: Console, days: int, agents: int, sites: int = 2) -> None:
     console.print(f'  .venv/bin/python -c "import duckdb; duckdb.sql(\\"{query}\\").show()"', highlight=False,
                   soft_wrap=True)
 
-
-def _demo_site(name: str, running) -> str:
-    return f"""
-[connections.cc-{name}]
-system = "contact_center"
-url = "{running.cc_url}"
-
-[connections.zup-{name}]
-system = "onec"
-url = "{running.onec_url}"
-username = "wfm"
-password = {{ env = "DEMO_ONEC_PASSWORD" }}
-
-[sites.{name}]
-contact_center = "cc-{name}"
-onec = "zup-{name}"
-"""
 

@@ -75,3 +75,22 @@ def start_fleet(configs: Mapping[str, ServerConfig]) -> SimulatorFleet:
         stack.close()
         raise
     return SimulatorFleet(running, stack)
+
+
+def sites_settings(simulators: Mapping[str, RunningSimulator], password_env: str, names: list[str] | None = None) -> str:
+    """The `[connections]`/`[sites]` text for these sites: `cc-<site>`, `zup-<site>` (password by env)."""
+    return "".join(f"""
+[connections.cc-{name}]
+system = "contact_center"
+url = "{simulators[name].cc_url}"
+
+[connections.zup-{name}]
+system = "onec"
+url = "{simulators[name].onec_url}"
+username = "wfm"
+password = {{ env = "{password_env}" }}
+
+[sites.{name}]
+contact_center = "cc-{name}"
+onec = "zup-{name}"
+""" for name in (names if names is not None else list(simulators)))
