@@ -25,9 +25,9 @@ from typing import Mapping
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .auth import build_auth
+from .config.auth import build_auth
+from .config.systems import CONTACT_CENTER_SYSTEM, ONEC_SYSTEM, source_system
 from .http import RetryPolicy, SourceClient
-from .systems import CONTACT_CENTER_SYSTEM, ONEC_SYSTEM, source_system
 
 CONTACT_CENTER = CONTACT_CENTER_SYSTEM.name
 ONEC = ONEC_SYSTEM.name

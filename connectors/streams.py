@@ -68,7 +68,7 @@ class Stream:
     """Everything the engine needs to know about one source stream."""
 
     name: str                                   # also the table name in schema `wfm`
-    system: str                                 # its source system (connectors/systems.py)
+    system: str                                 # its source system (connectors/config/systems.py)
     endpoint: str                               # for messages: "GET /historic/agentStatusData"
     request: Callable[[Window], Request]
     fields: tuple[Field, ...]

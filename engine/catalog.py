@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from connectors import contact_center as cc
 from connectors import onec, planning
+from connectors.config.systems import CONTACT_CENTER_SYSTEM, ONEC_SYSTEM
 from connectors.streams import Stream
-from connectors.systems import CONTACT_CENTER_SYSTEM, ONEC_SYSTEM
 
 UTC = dt.timezone.utc
 Period = tuple[dt.datetime, dt.datetime]

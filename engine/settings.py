@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from connectors.config.connections import DEFAULT, Site
 from connectors.config.connections import load as load_connections
+from connectors.config.systems import SYSTEMS, source_system
 from connectors.settings import SourceSettings
-from connectors.systems import SYSTEMS, source_system
 from engine import database, paths
 
 

@@ -21,12 +21,12 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from connectors import timing
 from connectors.config.connections import DEFAULT
+from connectors.config.systems import SYSTEMS
 from connectors.contact_center import personnel_ids
 from connectors.errors import SourceDeferred, SourceUnavailable
 from connectors.http import Breaker, breaker_for, forget_breakers
 from connectors.settings import CONTACT_CENTER, ONEC
 from connectors.streams import Stream, Window, bucket_count, windows
-from connectors.systems import SYSTEMS
 from engine import catalog, derived, progress, schema
 from engine.landing import drift, lake, ledger, roster, warehouse
 from engine.landing.limits import breaker_failures, source_slot

@@ -24,7 +24,7 @@ from blocks import (
     WarehouseConnection,
     load_settings,
 )
-from connectors.auth import OAuth2ClientCredentials
+from connectors.config.auth import OAuth2ClientCredentials
 from connectors.settings import contact_center_from_env, onec_from_env
 
 CC_PASSWORD, CC_TOKEN, CC_CLIENT_SECRET = "cc-password-1a", "cc-token-2b", "cc-client-secret-3c"

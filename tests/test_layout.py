@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from connectors.systems import SYSTEMS, source_system
+from connectors.config.systems import SYSTEMS, source_system
 from engine import catalog
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from .errors import AuthenticationFailed, RetriableError
+from ..errors import AuthenticationFailed, RetriableError
 
 
 class BearerToken(httpx.Auth):
