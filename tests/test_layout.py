@@ -30,8 +30,12 @@ def _modules() -> dict[str, Path]:
     return found
 
 
-def _imports(path: Path, module: str) -> set[str]:
-    """Project modules a file imports, at the top or inside functions (relative ones resolved)."""
+def _imports(path: Path, module: str, modules: set[str]) -> set[str]:
+    """Project modules a file imports, at the top or inside functions (relative ones resolved).
+
+    `from P import m` where `P.m` is a module imports `m` (and only loads the package `P`, which a
+    module of `P` has already loaded); `from P import name` of anything else imports `P` itself.
+    """
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     names = set()
@@ -44,13 +48,15 @@ def _imports(path: Path, module: str) -> set[str]:
                 origin = ".".join(base + ([node.module] if node.module else []))
             else:
                 origin = node.module or ""
-            names.add(origin)
-            names.update(f"{origin}.{alias.name}" for alias in node.names)
+            submodules = {f"{origin}.{alias.name}" for alias in node.names} & modules
+            names.update(submodules)
+            if len(submodules) < len(node.names):
+                names.add(origin)
     return {n for n in names if n.split(".")[0] in PACKAGES}
 
 
 MODULES = _modules()
-GRAPH = {m: {i for i in _imports(p, m) if i in MODULES and i != m} for m, p in MODULES.items()}
+GRAPH = {m: {i for i in _imports(p, m, set(MODULES)) if i in MODULES and i != m} for m, p in MODULES.items()}
 
 
 def test_no_module_imports_a_layer_above_its_own():
@@ -71,30 +77,47 @@ def _all_imports(path: Path) -> set[str]:
         n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
 
 
-def test_no_import_cycles():
-    """Between modules of different packages (a package's own modules may lean on each other's
-    names lazily, as the simulator's server and its admin API do)."""
-    def package(module: str) -> str:
-        return module if MODULES[module].name == "__init__.py" else module.rpartition(".")[0]
-
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle a depth-first walk meets, as the path that closes it."""
     state: dict[str, int] = {}
     cycles: list[list[str]] = []
 
     def visit(node: str, path: list[str]) -> None:
         state[node] = 1
-        for nxt in GRAPH[node]:
-            if package(nxt) == package(node) and nxt.startswith("connectors.simulator"):
-                continue
+        for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(path[path.index(nxt):] + [nxt] if nxt in path else [node, nxt])
+                cycles.append(path[path.index(nxt):] + [nxt])
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2
 
-    for module in sorted(GRAPH):
+    for module in sorted(graph):
         if module not in state:
             visit(module, [module])
-    assert cycles == []
+    return cycles
+
+
+def test_no_import_cycles():
+    """Between any two modules, inside a package as much as across packages."""
+    assert _cycles(GRAPH) == []
+
+
+def test_the_cycle_check_sees_a_cycle_inside_a_package(tmp_path):
+    """Two modules of one package importing each other, one of them only for type checking (as the
+    simulator's server and admin API once did); a sibling imported through the package is no cycle."""
+    package = tmp_path / "connectors" / "demo"
+    package.mkdir(parents=True)
+    files = {"__init__": "from . import server\n", "server": "from .admin import answer\n",
+             "admin": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .server import Server\n",
+             "world": "from connectors.demo import base\n", "base": ""}
+    modules = {"connectors.demo"} | {f"connectors.demo.{name}" for name in files if name != "__init__"}
+    graph = {}
+    for name, text in files.items():
+        (package / f"{name}.py").write_text(text)
+        module = "connectors.demo" if name == "__init__" else f"connectors.demo.{name}"
+        graph[module] = _imports(package / f"{name}.py", module, modules) - {module}
+    assert graph["connectors.demo.world"] == {"connectors.demo.base"}
+    assert _cycles(graph) == [["connectors.demo.server", "connectors.demo.admin", "connectors.demo.server"]]
 
 
 def test_no_package_holds_more_than_twelve_modules_side_by_side():

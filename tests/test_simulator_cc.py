@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from connectors.simulator import ServerConfig, start_simulator
-from connectors.simulator.cc_data import chat_work_time
+from connectors.simulator.contact_center.data import chat_work_time
 from connectors.simulator.world import SimConfig
 
 UTC = dt.timezone.utc

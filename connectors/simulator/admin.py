@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .base import SimResponse
-from .contact_center import BadRequest
+from .contact_center.queries import BadRequest
 
 if TYPE_CHECKING:
-    from .server import Simulation
+    from .simulation import Simulation
 
 
 def _clock(sim: "Simulation", payload: dict, query: dict) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from .cc_data import BREAK, TRAINING, WORK, Contact, Shift, Status
+from .contact_center.data import BREAK, TRAINING, WORK, Contact, Shift, Status
 
 TIMELINE_KINDS = ("overlapping_statuses", "statuses_outside_logins", "calls_outside_logins")
 ANSWER_KINDS = ("interval_imbalance", "intervals_disagree", "chat_time_exceeds_login", "zero_norm_hours",

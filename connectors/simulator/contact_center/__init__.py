@@ -1,5 +1,8 @@
 """The simulated contact-center platform: the pull API of `shared/source-api/contact-center.md`.
 
+The endpoint handlers are here; the timelines they serve are `data.py`, the query parameters
+they accept (and the 400s for the others) `queries.py`.
+
 Selection rules, as the contract states them (bounds are instants, `A` = startDate, `B` = endDate):
 
 - "start inside" (agentCallsData, serviceGroupData intervals) is half-open: A <= start < B.
@@ -22,12 +25,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from typing import Callable
-from urllib.parse import urlencode
 
-from .base import Clock, SimResponse
-from .cc_data import (
+from ..base import Clock, SimResponse
+from ..world import Person, World, rng_for, stable_seed
+from .data import (
     ANSWER_TARGET_SECONDS,
-    DAY,
     GroupContact,
     Status,
     Timeline,
@@ -36,20 +38,10 @@ from .cc_data import (
     day_start,
     iso_utc,
 )
-from .world import Person, World, rng_for, stable_seed
+from .queries import BadRequest, check_query_length, error_response, instant, parse_ids, parse_period, parse_step
 
-MAX_IDS = 100
-MAX_QUERY_LENGTH = 2000
 ON_DUTY = ("Work", "Ready")
 EMPTY_IS_AN_ANSWER = {"/online/agentStatus"}      # nobody logged in is a state, not missing data
-
-
-class BadRequest(Exception):
-    """A parameter the contract does not accept: answered with 400."""
-
-    def __init__(self, field: str, message: str, description: str = ""):
-        super().__init__(message)
-        self.body = {"field": field, "message": message, "description": description or message}
 
 
 class ContactCenterSystem:
@@ -89,29 +81,29 @@ class ContactCenterSystem:
         path = path.rstrip("/") or "/"
         route = self._routes.get(path)
         if route is None:
-            return _error(404, "path", "Unknown endpoint", f"No endpoint {path}")
+            return error_response(404, "path", "Unknown endpoint", f"No endpoint {path}")
         if method != "GET":
-            return _error(405, "method", "Method not allowed", f"{path} accepts GET only")
+            return error_response(405, "method", "Method not allowed", f"{path} accepts GET only")
         try:
-            _check_query_length(query)
+            check_query_length(query)
             payload = route(query)
         except BadRequest as exc:
             return SimResponse.json(400, exc.body)
         if payload == [] and path not in EMPTY_IS_AN_ANSWER:
-            return _error(404, None, "No data", "No data for these parameters")
+            return error_response(404, None, "No data", "No data for these parameters")
         return SimResponse.json(200, payload)
 
     # --- restatements -------------------------------------------------------------------
 
     def restate(self, group_id: str, interval_start: dt.datetime | str) -> int:
         """Record late corrections for the interval of a group starting then; the new revision."""
-        key = (group_id, int(_instant("startInterval", interval_start)))
+        key = (group_id, int(instant("startInterval", interval_start)))
         with self._lock:
             self._revisions[key] = self._revisions.get(key, 0) + 1
             return self._revisions[key]
 
     def revision(self, group_id: str, interval_start: dt.datetime | str) -> int:
-        return self._revisions.get((group_id, int(_instant("startInterval", interval_start))), 0)
+        return self._revisions.get((group_id, int(instant("startInterval", interval_start))), 0)
 
     def group_contacts(self, group_ids: list[str], lo: float, hi: float) -> dict[str, list[GroupContact]]:
         """The current truth: contacts of each group starting in [lo, hi) and before clock()."""
@@ -163,13 +155,13 @@ class ContactCenterSystem:
         return agent
 
     def _service_group_data(self, query: dict[str, str]) -> list:
-        lo, hi, start = _period(query)
-        step = _step(query)
+        lo, hi, start = parse_period(query)
+        step = parse_step(query)
         offset = start.utcoffset().total_seconds()
         anchor = day_start(day_of(lo + offset)) - offset      # 00:00 of startDate's own day
         first = anchor + -(-(lo - anchor) // step) * step     # first interval start >= lo
         stop = anchor + -(-(hi - anchor) // step) * step      # first interval start >= hi
-        known = [g for g in _ids(query, "groupId") if g in self.groups]
+        known = [g for g in parse_ids(query, "groupId") if g in self.groups]
         out = []
         for group_id, contacts in self.group_contacts(known, first, stop).items():
             group = self.groups[group_id]
@@ -179,7 +171,7 @@ class ContactCenterSystem:
         return out
 
     def _agent_status_data(self, query: dict[str, str]) -> list:
-        lo, hi, _ = _period(query)
+        lo, hi, _ = parse_period(query)
         now = self._now()
         out = []
         for agent_id in self._agent_ids(query):
@@ -214,7 +206,7 @@ class ContactCenterSystem:
         return entries
 
     def _agent_login_data(self, query: dict[str, str]) -> list:
-        lo, hi, _ = _period(query)
+        lo, hi, _ = parse_period(query)
         now = self._now()
         out = []
         for agent_id in self._agent_ids(query):
@@ -227,7 +219,7 @@ class ContactCenterSystem:
         return out
 
     def _agent_calls_data(self, query: dict[str, str]) -> list:
-        lo, hi, _ = _period(query)
+        lo, hi, _ = parse_period(query)
         now = self._now()
         out = []
         for agent_id in self._agent_ids(query):
@@ -243,7 +235,7 @@ class ContactCenterSystem:
         return out
 
     def _agent_chats_work_time(self, query: dict[str, str]) -> list:
-        lo, hi, _ = _period(query)
+        lo, hi, _ = parse_period(query)
         now = self._now()
         period = (_utc(lo), _utc(hi))
         out = []
@@ -263,7 +255,7 @@ class ContactCenterSystem:
     def _groups_online_load(self, query: dict[str, str]) -> list:
         """Metrics since 00:00 UTC of clock()'s day, from the same contacts as serviceGroupData."""
         today = day_of(self._now())
-        group_ids = (_ids(query, "groupId") if query.get("groupId") else
+        group_ids = (parse_ids(query, "groupId") if query.get("groupId") else
                      [g for g, group in self.groups.items() if group.present_on(today)])
         now = self._now()
         current = self._current_statuses()
@@ -294,7 +286,7 @@ class ContactCenterSystem:
         return self.clock().timestamp()
 
     def _agent_ids(self, query: dict[str, str]) -> list[str]:
-        return [a for a in _ids(query, "agentId") if a in self.timeline.profiles]
+        return [a for a in parse_ids(query, "agentId") if a in self.timeline.profiles]
 
     def _current_statuses(self) -> dict[str, Status]:
         now = self._now()
@@ -345,60 +337,5 @@ def _group_json(group) -> dict:
     return out
 
 
-def _error(status: int, field: str | None, message: str, description: str) -> SimResponse:
-    return SimResponse.json(status, {"field": field, "message": message, "description": description})
-
-
 def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
-
-
-def _instant(field: str, value: dt.datetime | str | None) -> float:
-    """Epoch seconds of an ISO-8601 date-time with a zone (`Z` or an offset)."""
-    return _aware(field, value).timestamp()
-
-
-def _aware(field: str, value: dt.datetime | str | None) -> dt.datetime:
-    if value is None or value == "":
-        raise BadRequest(field, f"{field} is required", f"Pass {field} as an ISO-8601 date-time with a zone")
-    try:
-        moment = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise BadRequest(field, f"{field} is not a date-time",
-                         f"Cannot parse {value!r} as ISO-8601") from None
-    if moment.tzinfo is None:
-        raise BadRequest(field, f"{field} has no time zone", "Add Z or an offset such as +03:00")
-    return moment
-
-
-def _period(query: dict[str, str]) -> tuple[float, float, dt.datetime]:
-    start = _aware("startDate", query.get("startDate"))
-    end = _aware("endDate", query.get("endDate"))
-    if end < start:
-        raise BadRequest("endDate", "endDate is before startDate", "The period must not be negative")
-    return start.timestamp(), end.timestamp(), start
-
-
-def _step(query: dict[str, str]) -> int:
-    """Interval length in seconds; the parameter is in milliseconds."""
-    text = query.get("step", "")
-    if not text.isdigit() or int(text) % 1000 or int(text) == 0 or DAY * 1000 % int(text):
-        raise BadRequest("step", "step is not a valid interval length",
-                         "step is a whole number of seconds, in ms, that divides a day (e.g. 900000)")
-    return int(text) // 1000
-
-
-def _ids(query: dict[str, str], field: str) -> list[str]:
-    ids = list(dict.fromkeys(i.strip() for i in query.get(field, "").split(",") if i.strip()))
-    if not ids:
-        raise BadRequest(field, f"{field} is required", f"Pass a comma-separated list of {field}")
-    if len(ids) > MAX_IDS:
-        raise BadRequest(field, "Too many ids", f"At most {MAX_IDS} ids per request, got {len(ids)}")
-    return ids
-
-
-def _check_query_length(query: dict[str, str]) -> None:
-    if len(urlencode(query, safe=",:")) > MAX_QUERY_LENGTH:
-        field = "agentId" if "agentId" in query else "groupId"
-        raise BadRequest(field, "Too many ids",
-                         f"The query string is longer than {MAX_QUERY_LENGTH} characters")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable, NamedTuple
 
-from .world import Group, Person, World, rng_for
+from ..world import Group, Person, World, rng_for
 
 DAY = 86_400
 EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
