@@ -10,6 +10,7 @@ fleet-wide concurrency limits, artifacts, a Secret block).
     push/      what goes back out: the outbox, sendSchedule payloads, deviations, webhooks
     bulk/      files in (import, validate) and out (export)
     repair/    the operator's hand: watermarks set by hand, the lake rebuilt and verified
+    privacy/   personal data: keep | hash | drop per column, and the analysts' read-only role
     catalog.py     the stream registry: every stream once, with its family, suite and id source
     settings.py    the settings of one run (sources, warehouse, lake)
     paths.py       where things live on disk (data dir, lake)
@@ -19,5 +20,4 @@ fleet-wide concurrency limits, artifacts, a Secret block).
     zones.py       time zones: an employee's area, the site's working day (`local_date`)
     retention.py   how long each ledger, audit and online table keeps its rows; prune
     project_file.py  wfm.toml, the declarative configuration: one table per concern
-    grants.py      `wfm grants`: the read-only analyst role
 """

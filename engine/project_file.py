@@ -7,7 +7,7 @@ finds the file, parses it once per change (keyed by path, size and mtime) and tu
 error into one line naming the file, the line and the column. A missing file is an empty
 configuration: every concern then falls back to its declared defaults. Sections in use:
 `[rules]` and `[expectations]` (`engine/quality/policies.py`), `[personal_data]`
-(`engine/landing/personal_data.py`).
+(`engine/privacy/personal_data.py`).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ def lake_rows(lake: Path, table: str) -> set[tuple]:
 def pg_as_lake(database_url: str, table: str) -> set[tuple]:
     """PostgreSQL's rows as the lake publishes them: personal columns hashed or left out."""
     from engine import catalog
-    from engine.landing import personal_data
+    from engine.privacy import personal_data
 
     chosen = personal_data.policy(catalog.STREAMS[table]) if table in catalog.STREAMS else {}
     key = os.environ.get(personal_data.KEY_VARIABLE, "").encode() or None

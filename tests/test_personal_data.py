@@ -18,8 +18,8 @@ import pytest
 from connectors import onec, streams
 from connectors.records import Reject
 from engine import catalog
-from engine.grants import grant_analyst
 from engine.landing import lake, ledger
+from engine.privacy.grants import grant_analyst
 from engine.repair.lake_repair import rebuild
 
 from .landing import land

@@ -131,7 +131,7 @@ def grants_command(role: Annotated[str, typer.Option(help="the role to create or
                    ) -> None:
     """Create a read-only analyst role on the published tables (no personal columns, nothing in wfm_meta)."""
     def action(console) -> None:
-        from engine import grants
+        from engine.privacy import grants
 
         with _connect() as conn:
             withheld = grants.grant_analyst(conn, role)

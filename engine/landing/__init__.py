@@ -1,5 +1,8 @@
 """Landing: a window of a stream into PostgreSQL exactly once, then the Parquet lake from committed rows.
 
+Personal columns are hashed or dropped on the way to the lake and the quarantine by
+`engine/privacy/personal_data.py`.
+
     window.py     the window: fetch → drift → content hash → gate → one landing transaction
     warehouse.py  the stream tables (DDL from the declaration) and the staged upsert
     ledger.py     wfm_meta: runs, windows, watermarks, quarantine, the lake's to-do list
@@ -11,5 +14,4 @@
     roster.py     every agent and group a source has had: the ids of a history window
     anomaly.py    a history window far below its recent volume: landed, the watermark held
     snapshots.py  online snapshots through the same landing path
-    personal_data.py  keep | hash | drop per personal column, for the lake and the quarantine
 """

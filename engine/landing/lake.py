@@ -18,7 +18,7 @@ write of that partition deletes temporary files older than an hour. A partition 
 published before the check failed is withdrawn until the check passes. A partition that cannot
 be written (whatever the reason) is logged and stays queued; the others are published and later
 runs go on (`publish` never fails a run for one partition). Personal columns are hashed or left
-out as `engine/landing/personal_data.py` says (SNILS: a keyed hash); a partition held for some
+out as `engine/privacy/personal_data.py` says (SNILS: a keyed hash); a partition held for some
 groups or agents only is published without their rows (`engine/quality/holds.py`).
 
 Snapshot streams (keyed by `snapshot_at`: the online tables) append instead: each snapshot is a
@@ -50,8 +50,9 @@ from psycopg import sql
 from connectors.records import EXTRA
 from connectors.streams import Stream
 from engine import zones
-from engine.landing import ledger, personal_data
+from engine.landing import ledger
 from engine.landing.warehouse import columns, owner_column, table_ident
+from engine.privacy import personal_data
 
 FILE = "part-0.parquet"
 SNAPSHOT_COLUMN = "snapshot_at"      # the key of a snapshot stream: its lake appends (see the module doc)

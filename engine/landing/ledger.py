@@ -27,8 +27,8 @@ import psycopg
 from connectors.records import Reject
 from connectors.streams import Window
 from engine import catalog
-from engine.landing import personal_data
 from engine.landing.warehouse import DEFAULT, jsonb_safe
+from engine.privacy import personal_data
 
 META = "wfm_meta"
 DDL = f"""
@@ -230,7 +230,7 @@ def advance_watermark(conn: psycopg.Connection, run_id: uuid.UUID, stream: str, 
 def quarantine(conn: psycopg.Connection, stream: str, run_id: uuid.UUID, window: Window,
                rejects: Sequence[Reject], source: str = DEFAULT) -> int:
     """Store rejected records with their reasons; a record rejected again is not stored twice.
-    Personal fields are hashed or removed first, as the lake has them (`engine/landing/personal_data.py`)."""
+    Personal fields are hashed or removed first, as the lake has them (`engine/privacy/personal_data.py`)."""
     if not rejects:
         return 0
     declared = catalog.IMPORTABLE.get(stream)

@@ -34,10 +34,10 @@ def tables(database_url: str) -> list[str]:
 def rows(database_url: str, table: str, lineage: bool = False, as_published: bool = False,
          order: list[str] | None = None) -> list[tuple]:
     """Every row of `wfm.<table>` as comparable values, sorted; lineage columns only when asked;
-    `as_published`: personal columns hashed or left out as the lake has them (engine/landing/personal_data.py);
+    `as_published`: personal columns hashed or left out as the lake has them (engine/privacy/personal_data.py);
     `order`: the columns in this order (a lake file's: a column added later by ALTER, such as
     `local_date`, comes last in PostgreSQL but where the lake schema puts it in the file)."""
-    from engine.landing import personal_data
+    from engine.privacy import personal_data
     from engine.repair.lake_repair import published_tables
 
     stream = published_tables().get(table)

@@ -3,7 +3,7 @@
     wfm grants                      # role wfm_analyst (NOLOGIN); then: GRANT wfm_analyst TO alice;
 
 The role may read the warehouse tables the lake publishes (`lake_repair.published_tables`), each as
-a whole except the columns the personal data policy hashes or drops (`engine/landing/personal_data.py`):
+a whole except the columns the personal data policy hashes or drops (`engine/privacy/personal_data.py`):
 those are left out of a column-level grant, so `SELECT sn FROM wfm.employees` is refused while
 every other column reads. It gets nothing in `wfm_meta` — the quarantine's raw records, the
 outbox, webhook secrets — nor on the receiver's raw tables, and no write anywhere. Running it
@@ -16,8 +16,9 @@ from __future__ import annotations
 import psycopg
 from psycopg import sql
 
-from engine.landing import ledger, personal_data
+from engine.landing import ledger
 from engine.landing.warehouse import SCHEMA
+from engine.privacy import personal_data
 from engine.repair.lake_repair import published_tables
 
 __all__ = ["DEFAULT_ROLE", "grant_analyst"]

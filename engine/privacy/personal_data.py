@@ -19,7 +19,7 @@ The same policy is applied to the raw records the quarantine keeps (`ledger.quar
 record's keys of a hashed or dropped field (its source names and column name) are hashed or
 removed before it is stored, so a replayed record lands the pseudonym, not the number. The
 warehouse tables in PostgreSQL keep the clear values (they are the working copy the pipelines
-join on); `wfm grants` gives analysts a role that cannot read those columns (`engine/grants.py`).
+join on); `wfm grants` gives analysts a role that cannot read those columns (`engine/privacy/grants.py`).
 """
 
 from __future__ import annotations
