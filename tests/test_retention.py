@@ -86,7 +86,8 @@ def test_prune_removes_only_what_is_past_its_retention(database_url, tmp_path):
         assert count(conn, "wfm_meta.check_results") == 1
         assert count(conn, "wfm_meta.webhook_events") == 3                      # an undelivered event stays
         assert count(conn, "wfm_meta.webhook_outbox", "state = 'pending'") == 2
-        assert count(conn, "wfm_meta.webhook_deliveries", "attempted_at > now() - interval '2 days'") == 2
+        two_days_before = (NOW - dt.timedelta(days=2)).isoformat()              # the test's clock, not the wall's
+        assert count(conn, "wfm_meta.webhook_deliveries", f"attempted_at > '{two_days_before}'") == 2
     assert sorted(p.name for p in (lake_path / "online_agent_status").iterdir()) == [f"date={RECENT.date()}"]
     assert [p.name for p in validations.iterdir()] == ["new.json"]
 
