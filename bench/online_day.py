@@ -8,7 +8,7 @@ The simulator's clock is driven minute by minute through one simulated day; each
 online streams are pulled and landed the way the `every-minute` deployment lands them
 (`engine/landing/snapshots.py:land_snapshot`, both streams at once), into a throwaway database
 and a temporary lake, and the run is timed. At :05 past each hour the compaction step
-(`engine/landing/appends.py`, the `compact-online` deployment) runs and is timed apart. With
+(`engine/landing/snapshots.py:compact`, the `compact-online` deployment) runs and is timed apart. With
 `--every N` only every Nth minute goes through the real path; the minutes between are copied in
 PostgreSQL from the last snapshot, so the tables are as large at each timed minute as a full
 day makes them (the lake has no files for those minutes: a snapshot's cost does not depend on
@@ -54,7 +54,7 @@ def run(agents: int, every: int, layout: str) -> int:
     import psycopg
 
     from connectors.settings import CONTACT_CENTER
-    from engine.landing import appends, lake, snapshots
+    from engine.landing import lake, snapshots
     from engine.settings import resolve_settings
 
     if layout == "rebuild":   # the layout before issue 15: every snapshot rebuilds its whole day
@@ -90,7 +90,7 @@ def run(agents: int, every: int, layout: str) -> int:
             if layout == "append" and at.minute <= 5 < at.minute + every and at.hour:   # the hourly deployment
                 started = time.perf_counter()
                 for stream in snapshots.STREAMS:
-                    appends.compact(lake_dir, stream, at)
+                    snapshots.compact(lake_dir, stream, at)
                 compactions.append(time.perf_counter() - started)
             if len(timed) % max(1, 60 // every) == 0:
                 print(f"  {at:%H:%M}  last run {timed[-1][1] * 1000:6.0f} ms", flush=True)

@@ -27,20 +27,19 @@ from engine.bulk.export import ExportSpec
 from engine.bulk.files import (
     FileSpec,
     chunk_window,
-    finish_import,
     open_whole,
     quarantined_examples,
     start_import,
     unpublished,
 )
+from engine.landing.window import RunPlan
 from engine.settings import resolve_settings
+from flows.runs import after_runs, row
 from tasks.bulk import export_table, land_chunk, validate_file
 from tasks.sync import publish_lake
 
 FileFormat = Literal["auto", "csv", "parquet", "json", "ndjson"]
 ExportFormat = Literal["parquet", "csv"]
-LEDGER_FIELDS = ("stream", "mode", "status", "windows_landed", "windows_held", "rows_fetched", "duplicates_removed",
-                 "rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined", "error")
 
 
 class ImportFailed(RuntimeError):
@@ -80,32 +79,35 @@ def bulk_import(path: Path, stream: str, mapping: dict[str, str] | None = None, 
         logger.warning("%s: columns %s are not fields of %s: ignored", source.name, ", ".join(columns.ignored), stream)
     settings = resolve_settings()
     schema.ensure(settings.database_url, settings.lake_path)
-    plan = start_import(settings.database_url, columns.stream, source, threshold, _flow_run_id(), connection)
-    label, done, held = f"import {source.name}", 0, []
-    progress.emit("start", label, source.size)
-    try:
-        for chunk in files.read_chunks(source, columns, spec.chunk_rows):
-            report = land_chunk(plan, chunk_window(plan, source, chunk.number), quote(chunk.parsed))
-            if report.status == "held":
-                held.append(report.message or f"chunk {chunk.number} held")
-            progress.emit("advance", label, chunk.position - done)
-            done = chunk.position
-    except Exception as exc:
-        finish_import(settings.database_url, plan, "failed", _one_line(exc))
-        raise
-    publish_lake(columns.stream, settings.database_url, settings.lake_path)
-    stuck = unpublished(settings.database_url, stream)
-    if stuck:
-        logger.warning("%s: lake partitions not published, kept queued: %s", stream, ", ".join(stuck))
-    run = finish_import(settings.database_url, plan, "failed" if held else "completed", "; ".join(held)[:2000] or None)
-    run["file"] = {"path": str(source.path), "format": source.format, "encoding": source.encoding,
+    run, plan = start_import(settings.database_url, columns.stream, source, threshold, _flow_run_id(), connection)
+    with run:                              # whatever raises from here closes the run `failed`
+        held = _land_chunks(plan, source, columns, spec.chunk_rows)
+        publish_lake(columns.stream, settings.database_url, settings.lake_path)
+        stuck = unpublished(settings.database_url, stream)
+        if stuck:
+            logger.warning("%s: lake partitions not published, kept queued: %s", stream, ", ".join(stuck))
+        row = run.close("failed" if held else "completed", "; ".join(held) or None)
+    row["file"] = {"path": str(source.path), "format": source.format, "encoding": source.encoding,
                    "delimiter": source.delimiter, "ignored_columns": list(columns.ignored),
                    "quarantined": quarantined_examples(settings.database_url, stream, source.name),
                    "unpublished": stuck}
-    _import_artifact(run)
+    after_runs(settings.database_url, [row], {str(row["run_id"]): _file_details(row["file"])})
     if held:
         raise ImportFailed(f"{source.name}: {len(held)} chunk(s) held back — {held[0]}")
-    return run
+    return row
+
+
+def _land_chunks(plan: RunPlan, source: files.FileSource, columns: files.ColumnMap, chunk_rows: int) -> list[str]:
+    """Each chunk of the file landed in turn; returns why chunks were held back."""
+    label, done, held = f"import {source.name}", 0, []
+    progress.emit("start", label, source.size)
+    for chunk in files.read_chunks(source, columns, chunk_rows):
+        report = land_chunk(plan, chunk_window(plan, source, chunk.number), quote(chunk.parsed))
+        if report.status == "held":
+            held.append(report.message or f"chunk {chunk.number} held")
+        progress.emit("advance", label, chunk.position - done)
+        done = chunk.position
+    return held
 
 
 @flow(name="validate-data", flow_run_name="validate {stream}")
@@ -135,30 +137,28 @@ def export_data(table: str, out: Path, start: dt.date | None = None, end: dt.dat
     settings = resolve_settings()
     result = export_table(settings.database_url,
                           ExportSpec(table, Path(out), start, end, dict(filters or {}), file_format, force))
-    rows = "\n".join(_row(k, v) for k, v in result.items())
+    rows = "\n".join(row(k, v) for k, v in result.items())
     create_markdown_artifact(f"### Export of `{table}`\n\n| field | value |\n|---|---|\n{rows}\n",
                              key=f"export-{table.replace('_', '-')}", description=f"{table}: {result['rows']} rows")
     return result
 
 
-def _import_artifact(run: dict) -> None:
-    file = run["file"]
-    rows = "\n".join(_row(k, run[k]) for k in LEDGER_FIELDS)
-    rows += "".join("\n" + _row(k, file[k]) for k in ("path", "format", "encoding", "delimiter", "ignored_columns"))
-    examples = "\n".join(_row(e["row"], e["column"], e["value"], e["reason"]) for e in file["quarantined"])
-    body = f"### Import into `{run['stream']}`\n\n| field | value |\n|---|---|\n{rows}\n"
+def _file_details(file: dict) -> str:
+    """The import artifact's part about the file: how it was read, and its first quarantined rows."""
+    rows = "\n".join(row(k, file[k]) for k in ("path", "format", "encoding", "delimiter", "ignored_columns"))
+    body = f"\n#### The file\n\n| field | value |\n|---|---|\n{rows}\n"
+    examples = "\n".join(row(e["row"], e["column"], e["value"], e["reason"]) for e in file["quarantined"])
     if examples:
         body += f"\n#### First quarantined rows\n\n| row | column | value | reason |\n|---|---|---|---|\n{examples}\n"
-    create_markdown_artifact(body, key=f"import-{run['stream'].replace('_', '-')}",
-                             description=f"{run['stream']} {run['status']}")
+    return body
 
 
 def _validation_artifact(report: dict) -> None:
     verdict = "valid" if report["valid"] else "INVALID"
-    head = "\n".join(_row(k, report[k]) for k in (
+    head = "\n".join(row(k, report[k]) for k in (
         "file", "stream", "format", "encoding", "delimiter", "rows_read", "rows_valid", "rows_invalid",
         "duplicate_keys", "ignored_columns"))
-    problems = "\n".join(_row(p["rule"], p["severity"], p["rows"], "; ".join(
+    problems = "\n".join(row(p["rule"], p["severity"], p["rows"], "; ".join(
         f"row {e['row']}: {e.get('column')} = {e.get('value')}" for e in p["examples"][:3] if "row" in e))
         for p in report["problems"])
     body = f"### {report['file']}: {verdict}\n\n| field | value |\n|---|---|\n{head}\n"
@@ -166,16 +166,6 @@ def _validation_artifact(report: dict) -> None:
         body += f"\n| rule | severity | rows | first rows |\n|---|---|---|---|\n{problems}\n"
     create_markdown_artifact(body, key=f"validate-{report['stream'].replace('_', '-')}",
                              description=f"{report['file']} {verdict}")
-
-
-def _row(*cells: object) -> str:
-    """A markdown table row; a `|` inside a value is escaped, a missing value is empty."""
-    return "| " + " | ".join("" if c is None else str(c).replace("|", "\\|") for c in cells) + " |"
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _flow_run_id() -> str | None:

@@ -12,10 +12,10 @@ import dataclasses
 import datetime as dt
 import logging
 import uuid
+from dataclasses import dataclass, field
 
 import psycopg
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 from prefect.context import get_run_context
 from prefect.task_runners import ThreadPoolTaskRunner
 
@@ -28,16 +28,15 @@ from connectors.http import Breaker, breaker_for, forget_breakers
 from connectors.settings import CONTACT_CENTER, ONEC
 from connectors.streams import Stream, Window, bucket_count, windows
 from engine import catalog, derived, progress, schema
-from engine.landing import drift, lake, ledger, roster, warehouse
+from engine.landing import lake, ledger, roster, runs, warehouse
 from engine.landing.limits import breaker_failures, source_slot
 from engine.landing.window import RunPlan, client_for
-from engine.push import webhook_outbox
 from engine.quality.reconcile import period_days
 from engine.settings import Settings, resolve_settings
+from flows.runs import after_runs
 from tasks.checks import reconcile_landed
 from tasks.derived import build_agent_employee_map
 from tasks.sync import publish_lake, sync_window
-from tasks.webhooks import deliver_after_run
 
 log = logging.getLogger(__name__)
 UTC = dt.timezone.utc
@@ -114,98 +113,130 @@ def sync_stream(stream: str, start: dt.date | None = None, end: dt.date | None =
     """Sync one stream of one connection into PostgreSQL and the Parquet lake; returns the run's ledger row.
 
     `breaker_scope`: the sync this run is part of; its streams share one circuit breaker per
-    source, so a dead source costs one retry budget per sync, not one per stream."""
-    logger = get_run_logger()
+    source, so a dead source costs one retry budget per sync, not one per stream. The run's
+    lifecycle is `engine/landing/runs.py`'s: whatever raises after the run opened closes it `failed`."""
     declared = catalog.STREAMS[stream]
     settings = resolve_settings()
     source = settings.source(declared.system, connection)
     now = dt.datetime.now(UTC).replace(microsecond=0)
     with timing.stage("planning + run ledger"):
         schema.ensure(settings.database_url, settings.lake_path)
+    run_id = uuid.uuid4()
+    scope = breaker_scope or str(run_id)
+    try:
+        run, mode, period_end, todo = _open(declared, settings, source, now, start, end, force, run_id, scope,
+                                            connection)
+        with run:
+            plan = RunPlan(run_id, declared, source, settings.database_url, mode, period_end, now, threshold, dry_run,
+                           force, scope, connection)
+            outcome = _land_windows(plan, todo)
+            held = None if dry_run else _check_and_publish(plan, settings, outcome)
+            with timing.stage("finish (run ledger, artifact, webhooks)"):
+                row = run.close("failed" if outcome.problems else "deferred" if outcome.deferred else "completed",
+                                "; ".join(p for p in [*outcome.problems, held] if p) or None,
+                                _notice(outcome.notices, outcome.deferred))
+    finally:
+        if breaker_scope is None:
+            forget_breakers(scope)
+    with timing.stage("finish (run ledger, artifact, webhooks)"):
+        for message in outcome.notices:
+            get_run_logger().warning("anomaly: %s", message)
+        after_runs(settings.database_url, [row])
+    if outcome.problems:
+        later = f"; {len(outcome.deferred)} deferred" if outcome.deferred else ""
+        raise SyncFailed(f"{_label(stream, connection)}: {len(outcome.problems)} window(s) not landed{later} — "
+                         f"{outcome.problems[0]}")
+    if held:
+        raise SyncFailed(f"{_label(stream, connection)}: {held}")
+    return row
+
+
+def _open(declared: Stream, settings: Settings, source, now: dt.datetime, start: dt.date | None,
+          end: dt.date | None, force: bool, run_id: uuid.UUID, scope: str,
+          connection: str) -> tuple[runs.Run, str, dt.datetime, list[Window]]:
+    """Plan the run's windows and open it in the ledger; a backfill skips the windows landed before.
+    A source down before the first window is a run closed `failed` at once (and its error raised)."""
     with timing.stage("planning + run ledger"), psycopg.connect(settings.database_url, autocommit=True) as conn:
         warehouse.ensure_table(conn, declared)
         if declared.ids == "employees":
             warehouse.ensure_table(conn, catalog.STREAMS["employees"])
+        stream = declared.name
         mode, period_start, period_end = plan_period(declared, ledger.watermark(conn, stream, connection), now,
                                                      start, end)
-        run_id = uuid.uuid4()
-        scope = breaker_scope or str(run_id)
         breaker = breaker_for(scope, source.key, breaker_failures())   # the windows' tasks share it
         try:
             todo = request_windows(declared, settings, conn, period_start, period_end, now, breaker, connection)
         except Exception as exc:   # the source is down before the first window: the ledger says so too
-            ledger.start_run(conn, run_id, stream, mode, period_start, period_end, [], now, _flow_run_id(),
-                             source=connection)
-            ledger.finish_run(conn, run_id, "failed", _one_line_text(exc)[:2000])
-            if breaker_scope is None:
-                forget_breakers(scope)
+            failed = runs.failed_run(conn, settings.database_url, stream, mode, period_start, period_end, exc, now,
+                                     _flow_run_id(), connection, run_id)
+            after_runs(settings.database_url, [failed])
             raise
-        ledger.start_run(conn, run_id, stream, mode, period_start, period_end, todo, now, _flow_run_id(),
-                         source=connection)
-        if mode == "backfill" and not force:
-            done = ledger.landed_windows(conn, stream, period_start, period_end, connection)
-            skipped = [w for w in todo if (w.start, w.end, ledger.ids_hash(w)) in done]
-            ledger.mark_skipped(conn, run_id, skipped)
-            todo = [w for w in todo if w not in skipped]
-    plan = RunPlan(run_id, declared, source, settings.database_url, mode, period_end, now, threshold, dry_run, force,
-                   scope, connection)
-    logger.info("%s (%s): %s %s..%s, %d windows", stream, connection, mode, period_start, period_end, len(todo))
+        run = runs.open_run(conn, settings.database_url, stream, mode, period_start, period_end, todo, now,
+                            _flow_run_id(), connection, run_id)
+        with run:
+            if mode == "backfill" and not force:
+                done = ledger.landed_windows(conn, stream, period_start, period_end, connection)
+                skipped = [w for w in todo if (w.start, w.end, ledger.ids_hash(w)) in done]
+                ledger.mark_skipped(conn, run_id, skipped)
+                todo = [w for w in todo if w not in skipped]
+    get_run_logger().info("%s (%s): %s %s..%s, %d windows", stream, connection, mode, period_start, period_end,
+                          len(todo))
+    return run, mode, period_end, todo
+
+
+@dataclass
+class _Outcome:
+    """What the windows of a run came to."""
+
+    problems: list[str] = field(default_factory=list)   # held or failed: the run fails
+    notices: list[str] = field(default_factory=list)    # anomalies: landed, but the watermark waits for them
+    deferred: list[str] = field(default_factory=list)   # not asked (circuit open, maintenance): the next run's
+    landed: set[str] = field(default_factory=set)       # partitions
+    inserted: int = 0
+
+
+def _land_windows(plan: RunPlan, todo: list[Window]) -> _Outcome:
+    """Every window a task of its own (bounded by the flow's task runner); their reports summed up."""
+    stream = plan.stream.name
     progress.emit("start", stream, len(todo))
     futures = [sync_window.submit(plan, window) for window in todo]
-    problems: list[str] = []
-    notices: list[str] = []     # anomalies: landed, but the watermark waits for them
-    deferred: list[str] = []    # not asked (circuit open, maintenance): the next run takes them up
-    landed: set[str] = set()
-    inserted = 0
+    outcome = _Outcome()
     for future in futures:
         future.wait()
         state = future.state
         progress.emit("advance", stream)
-        if state.is_completed():
-            report = future.result()
-            landed |= report.partitions
-            inserted += report.counts.get("rows_inserted", 0)
-            if report.status == "held":
-                problems.append(report.message)
-            elif report.status == "anomaly":
-                notices.append(report.message)
-            elif report.status == "deferred":
-                deferred.append(report.message)
-        else:
-            problems.append(_one_line(state))
-    held = None
-    if inserted >= warehouse.ANALYZE_AFTER_ROWS:   # the checks and readers that follow plan with fresh statistics
+        if not state.is_completed():
+            outcome.problems.append(_one_line(state))
+            continue
+        report = future.result()
+        outcome.landed |= report.partitions
+        outcome.inserted += report.counts.get("rows_inserted", 0)
+        if report.status == "held":
+            outcome.problems.append(report.message)
+        elif report.status == "anomaly":
+            outcome.notices.append(report.message)
+        elif report.status == "deferred":
+            outcome.deferred.append(report.message)
+    return outcome
+
+
+def _check_and_publish(plan: RunPlan, settings: Settings, outcome: _Outcome) -> str | None:
+    """Reconciliation of what landed, then the lake from committed rows; returns why the run is held, if it is."""
+    declared, stream = plan.stream, plan.stream.name
+    if outcome.inserted >= warehouse.ANALYZE_AFTER_ROWS:   # the checks and readers that follow plan with fresh statistics
         with timing.stage("reconciliation"), psycopg.connect(settings.database_url, autocommit=True) as conn:
             warehouse.analyze(conn, declared)
-    if not dry_run:   # reconciliation first: a partition it holds back is not published
-        try:
-            with timing.stage("reconciliation"):
-                checks = reconcile_landed(settings.database_url, settings.lake_path, run_id, {stream: landed},
-                                          skip_publish=stream, label=_label(stream, connection),
-                                          sites=settings.map_sites())
-            held = f"reconciliation held {len(checks.held)} partition(s) — {checks.message}" if checks.errors else None
-        except Exception as exc:  # a broken rule must not keep what landed from being published
-            held = f"reconciliation failed: {_one_line_text(exc)}"
-        publish_lake(declared, settings.database_url, settings.lake_path)
-    with timing.stage("finish (run ledger, artifact, webhooks)"):
-        with psycopg.connect(settings.database_url, autocommit=True) as conn, conn.transaction():
-            run = ledger.finish_run(conn, run_id, "failed" if problems else "deferred" if deferred else "completed",
-                                    "; ".join(p for p in [*problems, held] if p)[:2000] or None,
-                                    _notice(notices, deferred))
-            webhook_outbox.enqueue_run(conn, run)   # sync.completed|failed|anomaly, quality.gate_failed: with the run
-        if breaker_scope is None:
-            forget_breakers(scope)
-        _artifact(run)
-        for message in notices:
-            logger.warning("anomaly: %s", message)
-        drift.surface(settings.database_url, run_id, stream)
-        deliver_after_run(settings.database_url)    # bounded, best-effort; deliver-webhooks does the rest
-    if problems:
-        later = f"; {len(deferred)} deferred" if deferred else ""
-        raise SyncFailed(f"{_label(stream, connection)}: {len(problems)} window(s) not landed{later} — {problems[0]}")
-    if held:
-        raise SyncFailed(f"{_label(stream, connection)}: {held}")
-    return run
+    held = None
+    try:   # reconciliation first: a partition it holds back is not published
+        with timing.stage("reconciliation"):
+            checks = reconcile_landed(settings.database_url, settings.lake_path, plan.run_id, {stream: outcome.landed},
+                                      skip_publish=stream, label=_label(stream, plan.connection),
+                                      sites=settings.map_sites())
+        held = f"reconciliation held {len(checks.held)} partition(s) — {checks.message}" if checks.errors else None
+    except Exception as exc:  # a broken rule must not keep what landed from being published
+        held = f"reconciliation failed: {_one_line_text(exc)}"
+    publish_lake(declared, settings.database_url, settings.lake_path)
+    return held
 
 
 def _notice(anomalies: list[str], deferred: list[str]) -> str | None:
@@ -241,18 +272,6 @@ def _flow_run_id() -> str | None:
         return str(get_run_context().flow_run.id)
     except Exception:
         return None
-
-
-def _artifact(run: dict) -> None:
-    rows = "\n".join(f"| {k} | {run[k]} |" for k in (
-        "stream", "source", "mode", "status", "period_start", "period_end", "windows_planned", "windows_landed",
-        "windows_skipped", "windows_held", "windows_anomaly", "windows_deferred", "rows_fetched",
-        "duplicates_removed", "rows_inserted", "rows_updated", "rows_unchanged", "rows_quarantined", "api_calls",
-        "retries", "throttled", "watermark_before", "watermark_after", "error", "notice"))
-    create_markdown_artifact(f"### Sync of `{run['stream']}` from `{run['source']}`\n\n"
-                             f"| field | value |\n|---|---|\n{rows}\n",
-                             key=f"sync-{run['stream'].replace('_', '-')}-{run['source'].replace('_', '-')}",
-                             description=f"{run['stream']} ({run['source']}) {run['status']}")
 
 
 def stream_runner(dask_address: str | None = None):

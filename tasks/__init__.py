@@ -9,5 +9,5 @@ plain Python in `engine/`, so it can be called, tested and benchmarked without P
     checks.py   reconcile, replay-quarantine        (engine/quality/)
     derived.py  build-agent-employee-map, build-deviations (engine/derived.py, engine/push/deviations.py)
     webhooks.py deliver-webhooks-after-run          (engine/push/webhook_outbox.py)
-    maintenance.py compact-snapshots, prune         (engine/landing/appends.py, engine/retention.py)
+    maintenance.py compact-snapshots, prune         (engine/landing/snapshots.py, engine/retention.py)
 """

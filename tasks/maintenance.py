@@ -6,8 +6,8 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from engine import retention
-from engine.landing import appends
+from engine.landing import snapshots
 
 compact_snapshots = task(name="compact-snapshots", cache_policy=NONE,
-                         task_run_name="compact {stream.name}")(appends.compact)
+                         task_run_name="compact {stream.name}")(snapshots.compact)
 prune_tables = task(name="prune", cache_policy=NONE)(retention.prune)

@@ -1,4 +1,4 @@
-"""The task of an online snapshot: one online endpoint pulled and landed."""
+"""The task of an online snapshot: one online endpoint of one contact center pulled and landed."""
 
 from __future__ import annotations
 
@@ -7,4 +7,5 @@ from prefect.cache_policies import NONE
 
 from engine.landing import snapshots
 
-land_snapshot = task(name="online-snapshot", cache_policy=NONE, task_run_name="{stream_name}")(snapshots.land_snapshot)
+land_snapshot = task(name="online-snapshot", cache_policy=NONE,
+                     task_run_name="{stream_name} {connection}")(snapshots.land_snapshot)

@@ -129,5 +129,6 @@ def test_a_maintenance_window_defers_runs_and_pushes_instead_of_failing_them(wfm
 def test_the_online_snapshot_skips_the_contact_centers_maintenance_window(wfm_env, monkeypatch):
     monkeypatch.setenv("WFM_CC_MAINTENANCE", around_now())
     wfm_env.reset_stats()
-    assert "maintenance window" in sync_online()["skipped"]
+    skipped = sync_online()["default"]
+    assert skipped["status"] == "skipped" and "maintenance window" in skipped["skipped"], skipped
     assert not [r for r in wfm_env.requests() if r["path"].startswith("/cc/")]

@@ -12,7 +12,7 @@ import psycopg
 import pyarrow.dataset as ds
 
 from connectors.settings import CONTACT_CENTER
-from engine.landing import appends, lake, snapshots
+from engine.landing import lake, snapshots
 from engine.settings import resolve_settings
 
 from .conftest import SIM_START
@@ -66,7 +66,7 @@ def test_each_snapshot_is_a_file_and_compaction_keeps_every_row_once(wfm_env, da
     assert len({t for t, _ in truth}) == 4
     assert all(rows == truth for rows in read_back(lake_path, "online_agent_status").values())
 
-    done = appends.compact(lake_path, snapshots.STREAMS[0], moments[-1] + dt.timedelta(minutes=5))
+    done = snapshots.compact(lake_path, snapshots.STREAMS[0], moments[-1] + dt.timedelta(minutes=5))
     assert done == {"files": 3, "hours": 1}                           # 10:00-11:00 is over; 11:00 is not
     assert files(lake_path, "online_agent_status") == ["hour-10.parquet", "snapshot-%sT110000Z.parquet"
                                                        % DAY.strftime("%Y%m%d")]
@@ -74,12 +74,12 @@ def test_each_snapshot_is_a_file_and_compaction_keeps_every_row_once(wfm_env, da
 
     late = dt.datetime.combine(DAY, dt.time(10, 30), UTC)             # a snapshot of a compacted hour
     land(wfm_env, late)
-    assert appends.compact(lake_path, snapshots.STREAMS[0], moments[-1] + dt.timedelta(hours=1)) == \
+    assert snapshots.compact(lake_path, snapshots.STREAMS[0], moments[-1] + dt.timedelta(hours=1)) == \
         {"files": 2, "hours": 2}
     assert files(lake_path, "online_agent_status") == ["hour-10.parquet", "hour-11.parquet"]
     truth = keys(database_url, "online_agent_status")
     assert all(rows == truth for rows in read_back(lake_path, "online_agent_status").values())
-    assert appends.compact(lake_path, snapshots.STREAMS[0], moments[-1] + dt.timedelta(hours=2)) == \
+    assert snapshots.compact(lake_path, snapshots.STREAMS[0], moments[-1] + dt.timedelta(hours=2)) == \
         {"files": 0, "hours": 0}                                       # nothing left: idempotent
 
 

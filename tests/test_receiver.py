@@ -163,7 +163,9 @@ def test_wfm_receiver_serve(database_url, tmp_path: Path):
 def test_sync_online_lands_both_snapshots_within_seconds(wfm_env, database_url):
     from flows.online import sync_online
 
-    result = sync_online()
+    online = sync_online()
+    assert set(online) == {"default"} and online["default"]["status"] == "completed", online
+    result = online["default"]["streams"]
     assert set(result) == {"online_agent_status", "online_group_load"}
     assert all(r["status"] == "completed" and 0 < r["pull_to_commit_ms"] < 5000 for r in result.values()), result
     with psycopg.connect(database_url) as conn:

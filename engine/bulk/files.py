@@ -17,7 +17,6 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from connectors.records import Parsed, Reject
 from connectors.settings import SourceSettings
 from connectors.streams import Stream, Window
 from engine import catalog, progress
-from engine.landing import ledger, warehouse
+from engine.landing import ledger, runs, warehouse
 from engine.landing.window import RunPlan, WindowReport, land_batch
 from engine.quality import gate as quality
 
@@ -74,19 +73,19 @@ def open_whole(spec: FileSpec) -> tuple[files.FileSource, files.ColumnMap]:
 
 
 def start_import(database_url: str, stream: Stream, source: files.FileSource, threshold: float,
-                 flow_run_id: str | None, connection: str = warehouse.DEFAULT) -> RunPlan:
-    """Tables ready and the run in the ledger (mode "import"); chunks add their windows as they come.
-    The rows are `connection`'s: a file of a source's history lands beside what the API gave."""
+                 flow_run_id: str | None, connection: str = warehouse.DEFAULT) -> tuple[runs.Run, RunPlan]:
+    """Tables ready and the run open in the ledger (mode "import", `engine/landing/runs.py`); chunks
+    add their windows as they come, and closing the run counts them as planned. The rows are
+    `connection`'s: a file of a source's history lands beside what the API gave."""
     started = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    run_id = uuid.uuid4()
     with psycopg.connect(database_url, autocommit=True) as conn:
         ledger.ensure_meta(conn)
         warehouse.ensure_table(conn, stream)
-        ledger.start_run(conn, run_id, stream.name, "import", started, started, [], started, flow_run_id,
-                         source=connection)
+        run = runs.open_run(conn, database_url, stream.name, "import", started, started, [], started, flow_run_id,
+                            source=connection, windows_as_they_come=True)
     origin = SourceSettings("files", source.path.resolve().as_uri())
-    return RunPlan(run_id, stream, origin, database_url, "import", started, started, threshold,
-                   connection=connection)
+    return run, RunPlan(run.run_id, stream, origin, database_url, "import", started, started, threshold,
+                        connection=connection)
 
 
 def chunk_window(plan: RunPlan, source: files.FileSource, number: int) -> Window:
@@ -102,15 +101,6 @@ def land_chunk(plan: RunPlan, window: Window, parsed: Parsed) -> WindowReport:
                      (plan.run_id, plan.stream.name, plan.connection, window.start, window.end,
                       ledger.ids_hash(window)))
     return land_batch(plan, window, parsed)
-
-
-def finish_import(database_url: str, plan: RunPlan, status: str, error: str | None) -> dict:
-    """Close the run: windows planned = chunks seen, counts rolled up; returns the ledger row."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f"""UPDATE {ledger.META}.sync_runs SET windows_planned = (SELECT count(*)
-                         FROM {ledger.META}.sync_windows WHERE run_id = %s) WHERE run_id = %s""",
-                     (plan.run_id, plan.run_id))
-        return ledger.finish_run(conn, plan.run_id, status, error)
 
 
 def unpublished(database_url: str, stream: str) -> list[str]:

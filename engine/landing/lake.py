@@ -24,7 +24,7 @@ groups or agents only is published without their rows (`engine/quality/holds.py`
 Snapshot streams (keyed by `snapshot_at`: the online tables) append instead: each snapshot is a
 file of its own, `source=…/date=YYYY-MM-DD/snapshot-YYYYMMDDTHHMMSSZ.parquet`, queued as the
 partition `source=…/date=…/snapshot-…` and written from that snapshot's committed rows alone, so a
-snapshot costs the same at 23:59 as at 00:00. `engine/landing/appends.py` compacts an hour's
+snapshot costs the same at 23:59 as at 00:00. `engine/landing/snapshots.py:compact` compacts an hour's
 snapshot files into `hour-HH.parquet` later. Every file of a day holds other snapshots, so a reader
 of the directory (hive partitioning, no options) sees each row once.
 """

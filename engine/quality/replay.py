@@ -11,8 +11,9 @@ field — `replay` can run it through the current parsing and the current suite 
   transaction: a row lands exactly once, and a replay that fails lands nothing;
 - rows that still fail stay `held`, unchanged; replay judges rows one by one, without the
   window gate's share threshold (there is no window of fresh data to protect);
-- the replay is a run of the ledger (mode `replay`) with one window spanning the original ones
-  (records are still parsed per original window: some columns derive from the window).
+- the replay is a run of the ledger (mode `replay`) per connection with one window spanning the
+  original ones (records are still parsed per original window: some columns derive from the
+  window); its run closes as every run does (`engine/landing/runs.py`), with its webhook event.
 
 `discard` marks held rows `discarded` with a reason; nothing is deleted.
 """
@@ -31,7 +32,7 @@ from psycopg import sql
 from connectors.records import Parsed, flatten, to_arrow
 from connectors.streams import Stream, Window
 from engine import catalog
-from engine.landing import drift, ledger, warehouse
+from engine.landing import drift, ledger, runs, warehouse
 from engine.landing.window import partitions_of
 from engine.quality import gate as quality
 
@@ -50,6 +51,7 @@ class ReplayReport:
     rows_inserted: int = 0
     rows_updated: int = 0
     partitions: set[str] = field(default_factory=set)
+    runs: list[dict] = field(default_factory=list, repr=False)   # the closed runs' ledger rows, one per connection
 
 
 def _where(stream: str | None, ids: list[int] | None, run: str | None) -> tuple[sql.Composable, dict]:
@@ -87,21 +89,21 @@ def replay_stream(database_url: str, stream_name: str, ids: list[int] | None = N
             if not held:
                 report.run_id = None
                 return report
-            runs: list[uuid.UUID] = []
+            opened: list[runs.Run] = []
             for source in sorted({h[5] for h in held}):     # a connection's rows land as that connection's
-                this_run = run_id if not runs else uuid.uuid4()
-                runs.append(this_run)
-                _replay_source(conn, stream, source, [h for h in held if h[5] == source], this_run, report, now)
-        for this_run in runs:
-            ledger.finish_run(conn, this_run, "completed")
+                opened.append(_replay_source(conn, database_url, stream, source, [h for h in held if h[5] == source],
+                                             run_id if not opened else uuid.uuid4(), report, now))
+        report.runs = [run.close("completed", conn=conn) for run in opened]   # sync.completed, mode replay
     return report
 
 
-def _replay_source(conn: psycopg.Connection, stream: Stream, source: str, held: list[tuple], run_id: uuid.UUID,
-                   report: ReplayReport, now: dt.datetime) -> None:
-    """One connection's held rows as one replay run; inside the transaction."""
+def _replay_source(conn: psycopg.Connection, database_url: str, stream: Stream, source: str, held: list[tuple],
+                   run_id: uuid.UUID, report: ReplayReport, now: dt.datetime) -> runs.Run:
+    """One connection's held rows as one replay run, opened inside the transaction (a replay that
+    fails rolls its run back with its rows: nothing to close); returns the run, to close after the commit."""
     span = Window(min(h[1] for h in held), max(h[2] for h in held))
-    ledger.start_run(conn, run_id, stream.name, "replay", span.start, span.end, [span], now, source=source)
+    run = runs.open_run(conn, database_url, stream.name, "replay", span.start, span.end, [span], now, source=source,
+                        run_id=run_id)
     by_window: dict[tuple, dict[str, dict]] = {}
     for _, start, end, record, digest, _ in held:     # one record per digest: it may have two reasons
         by_window.setdefault((start, end), {})[digest] = record
@@ -114,6 +116,7 @@ def _replay_source(conn: psycopg.Connection, stream: Stream, source: str, held: 
     ledger.record_window(conn, run_id, span, "landed", counts)
     ledger.mark_partitions(conn, stream.name, partitions, run_id)
     report.partitions |= partitions
+    return run
 
 
 def _judge(stream: Stream, by_window: dict[tuple, dict[str, dict]]) -> tuple[pa.Table | None, list[str]]:
