@@ -14,6 +14,13 @@ The lake follows (`relayout_lake`, run by `schema.ensure` and `wfm migrate` unti
 to move): `<table>/date=D/part-0.parquet` moves to `<table>/source=default/date=D/part-0.parquet`
 by one rename per file, so a reader sees each file once, whole, and a killed move is finished by
 the next call.
+
+Version 3 (state per connection): the anomalies get `source` (their run's), the operator's
+watermark changes (`state_changes`) `source` ('default': the only connection `wfm state` could
+change before), and the roster (`source_ids`), which was keyed by a contact center's base URL,
+is keyed by the connection's name: each URL key that a contact-center connection of the current
+settings (file or WFM_CC_URL) has becomes that connection's name; a URL no connection has is kept
+as it is (a connection given that URL later adopts its rows at its first look, `roster.look`).
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ from engine.landing.warehouse import owner_of as owner_column
 
 META = "wfm_meta"
 FILE = "part-0.parquet"
-__all__ = ["PUSH_TABLES", "SITE_TABLES", "own_pulled", "own_pushed", "owner_column", "relayout_lake"]
+__all__ = ["PUSH_TABLES", "SITE_TABLES", "own_pulled", "own_pushed", "own_state", "owner_column", "relayout_lake",
+           "roster_names"]
 
 
 # --- versions 1 and 2: connections and sites ----------------------------------------------------
@@ -198,6 +206,37 @@ def own_pulled(conn: psycopg.Connection) -> None:
 def own_pushed(conn: psycopg.Connection) -> None:
     """Migration 2 (sites): plans, deviations, the outbox and the pushed statuses get theirs."""
     _owners(conn, _pushed)
+
+
+def own_state(conn: psycopg.Connection, names: dict[str, list[str]] | None = None) -> None:
+    """Migration 3 (state per connection): anomalies and watermark changes get their connection, the
+    roster is keyed by connection name (`names`: URL key -> connection names; default `roster_names()`)."""
+    from engine.landing import roster
+
+    existing = set(_tables(conn, META))
+    if "anomalies" in existing and _add_owner(conn, META, "anomalies", "source"):
+        conn.execute(f"""UPDATE {META}.anomalies a SET source = r.source FROM {META}.sync_runs r
+                         WHERE r.run_id = a.run_id AND a.source <> r.source""")
+    if "state_changes" in existing:
+        _add_owner(conn, META, "state_changes", "source")
+    if "source_ids" in existing:
+        names = roster_names() if names is None else names
+        keys = [k for (k,) in conn.execute(f"SELECT DISTINCT source FROM {META}.source_ids ORDER BY 1")]
+        for key in keys:
+            if names.get(key) and key not in names[key]:
+                roster.rekey(conn, key, names[key])
+
+
+def roster_names() -> dict[str, list[str]]:
+    """URL key (`SourceSettings.key`) -> the names of the contact-center connections at that URL,
+    from the current settings (no secret is read)."""
+    from connectors.config.connections import load
+    from connectors.settings import CONTACT_CENTER
+
+    found: dict[str, list[str]] = {}
+    for connection in load().of(CONTACT_CENTER):
+        found.setdefault(connection.base.key, []).append(connection.name)
+    return found
 
 
 def relayout_lake(fs: pafs.FileSystem, root: str, versions: set[int]) -> int:

@@ -43,6 +43,7 @@ class Migration:
 # numbered steps after the baseline, oldest first; never renumber or edit one that has shipped
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "connections", migrations.own_pulled),    # every row knows its connection (source/site)
+    Migration(3, "state per connection", migrations.own_state),   # anomalies, watermark changes, roster by name
 )
 
 _ensured: set[tuple[str, str | None]] = set()

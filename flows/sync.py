@@ -92,7 +92,7 @@ def request_windows(stream: Stream, settings: Settings, conn: psycopg.Connection
             listed = None
         if not stream.incremental:
             return windows(stream, start, end, listed) if listed else []
-        known = roster.look(conn, source.key, stream.ids, listed, now or dt.datetime.now(UTC))
+        known = roster.look(conn, connection, stream.ids, listed, now or dt.datetime.now(UTC), former=source.key)
         planned = windows(stream, start, end, known.ids, buckets=bucket_count(len(known.current)))
         return [narrowed for window in planned if (narrowed := known.narrow(window)).ids]
     if stream.ids == "employees":

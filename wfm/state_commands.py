@@ -1,8 +1,8 @@
 """`wfm state show|set|reset`, `wfm lake rebuild|verify` and `wfm grants`: the operator's commands.
 
-    wfm state show                                # every incremental stream: watermark, last run, lag
+    wfm state show                                # every incremental stream at every connection: watermark, lag
     wfm state set agent_calls --watermark 2026-11-10 --reason "re-read after the vendor's restatement"
-    wfm state reset agent_calls                   # the next incremental starts as on the first day
+    wfm state reset agent_calls --connection cc-north   # its next incremental starts as on the first day
     wfm lake rebuild agent_calls --start 2026-11-01 --end 2026-11-30
     wfm lake verify                               # exit 1 when any partition differs from PostgreSQL
     wfm grants --role wfm_analyst                 # read-only on the published tables, personal columns withheld
@@ -27,26 +27,28 @@ lake_app = typer.Typer(help="The Parquet lake: rebuild from PostgreSQL, verify a
 StreamArg = Annotated[str, typer.Argument(help="an incremental stream, e.g. agent_calls")]
 ReasonOpt = Annotated[Optional[str], typer.Option(help="why (kept with the change)")]
 ForceOpt = Annotated[bool, typer.Option(help="even though the ledger says a run is going (it died)")]
+ConnectionOpt = Annotated[str, typer.Option("--connection", "-c", help="the connection whose watermark changes")]
 TableArg = Annotated[Optional[str], typer.Argument(help="one table (default: every table)")]
 DayOpt = Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD, inclusive")]
 
 
 @state_app.command("show")
-def show(stream: Annotated[Optional[str], typer.Argument(help="one stream (default: all incremental)")] = None
+def show(stream: Annotated[Optional[str], typer.Argument(help="one stream (default: all incremental)")] = None,
+         connection: Annotated[Optional[str], typer.Option(
+             "--connection", "-c", help="one connection (default: every one with state or configured)")] = None,
          ) -> None:
-    """Watermark, last run, lag behind now, a run going, the last manual change."""
+    """Per stream and connection: watermark, last run, lag behind now, a run going, the last manual change."""
     def action(console) -> None:
-        from engine.landing import ledger
         from engine.repair import state
 
         with _connect() as conn:
-            ledger.ensure_meta(conn)
-            found = state.states(conn, stream)
+            _ensure(conn)
+            found = state.states(conn, stream, connection, _configured())
         table = Table(title="stream state", box=box.SIMPLE_HEAD, pad_edge=False)
-        for name in ("stream", "watermark", "lag", "last run", "finished", "running", "last change"):
+        for name in ("stream", "connection", "watermark", "lag", "last run", "finished", "running", "last change"):
             table.add_column(name, no_wrap=name != "last change")
         for s in found:
-            table.add_row(s.stream, _when(s.watermark), _lag(s.lag), s.last_status or "", _when(s.last_finished),
+            table.add_row(s.stream, s.source, _when(s.watermark), _lag(s.lag), s.last_status or "", _when(s.last_finished),
                           s.running or "", s.last_change or "")
         console.print(table)
     _run(action)
@@ -55,28 +57,32 @@ def show(stream: Annotated[Optional[str], typer.Argument(help="one stream (defau
 @state_app.command("set")
 def set_(stream: StreamArg,
          watermark: Annotated[str, typer.Option(help="YYYY-MM-DD (midnight UTC) or an ISO time with a zone")],
-         reason: ReasonOpt = None, force: ForceOpt = False) -> None:
-    """Move a stream's watermark: the next incremental run starts there (minus the lookback)."""
+         reason: ReasonOpt = None, force: ForceOpt = False, connection: ConnectionOpt = "default") -> None:
+    """Move a stream's watermark at one connection: its next incremental run starts there (minus the lookback)."""
     def action(console) -> None:
         from engine.repair import state
 
         with _connect() as conn:
             _ensure(conn)
-            before, after = state.set_watermark(conn, stream, state.parse_watermark(watermark), reason, force=force)
-        console.print(f"{stream}: watermark {_when(before) or 'none'} -> {_when(after)}", highlight=False)
+            before, after = state.set_watermark(conn, stream, state.parse_watermark(watermark), reason, force=force,
+                                                source=connection, known=_known(stream))
+        console.print(f"{_label(stream, connection)}: watermark {_when(before) or 'none'} -> {_when(after)}",
+                      highlight=False)
     _run(action)
 
 
 @state_app.command("reset")
-def reset(stream: StreamArg, reason: ReasonOpt = None, force: ForceOpt = False) -> None:
-    """Remove a stream's watermark: the next incremental run starts as a first one would."""
+def reset(stream: StreamArg, reason: ReasonOpt = None, force: ForceOpt = False,
+          connection: ConnectionOpt = "default") -> None:
+    """Remove a stream's watermark at one connection: its next incremental run starts as a first one would."""
     def action(console) -> None:
         from engine.repair import state
 
         with _connect() as conn:
             _ensure(conn)
-            before, _ = state.set_watermark(conn, stream, None, reason, force=force)
-        console.print(f"{stream}: watermark {_when(before) or 'none'} -> none", highlight=False)
+            before, _ = state.set_watermark(conn, stream, None, reason, force=force, source=connection,
+                                            known=_known(stream))
+        console.print(f"{_label(stream, connection)}: watermark {_when(before) or 'none'} -> none", highlight=False)
     _run(action)
 
 
@@ -142,9 +148,30 @@ def grants_command(role: Annotated[str, typer.Option(help="the role to create or
 
 
 def _ensure(conn) -> None:
-    from engine.landing import ledger
+    """The warehouse at this release's schema (a watermark change records its connection: migration 3)."""
+    from engine import schema
 
-    ledger.ensure_meta(conn)
+    schema.migrate(conn)
+
+
+def _configured() -> dict[str, list[str]]:
+    """System -> the names of its configured connections (the settings file, else WFM_* variables)."""
+    from connectors.config.connections import load
+
+    found: dict[str, list[str]] = {}
+    for c in load().connections:
+        found.setdefault(c.system, []).append(c.name)
+    return found
+
+
+def _known(stream: str) -> list[str]:
+    from engine.repair import state
+
+    return _configured().get(state.incremental(stream).system, [])
+
+
+def _label(stream: str, connection: str) -> str:
+    return stream if connection == "default" else f"{stream} ({connection})"
 
 
 def _when(value: object) -> str:

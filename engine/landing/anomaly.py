@@ -100,12 +100,13 @@ def judge(conn: psycopg.Connection, stream: str, window: Window, rows: int,
     return Anomaly(kind, rows, float(expected), message)
 
 
-def record(conn: psycopg.Connection, run_id: uuid.UUID, stream: str, window: Window, anomaly: Anomaly) -> None:
-    """Store the anomaly (table `wfm_meta.anomalies`, created by `ledger.ensure_meta`); call in the
-    window's landing transaction."""
-    conn.execute(f"""INSERT INTO {META}.anomalies (run_id, stream, window_start, window_end, ids_hash, kind,
-                     rows_fetched, expected, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)""",
-                 (run_id, stream, window.start, window.end, ids_hash(window), anomaly.kind, anomaly.rows,
+def record(conn: psycopg.Connection, run_id: uuid.UUID, stream: str, window: Window, anomaly: Anomaly,
+           source: str = "default") -> None:
+    """Store the anomaly of a window of connection `source` (table `wfm_meta.anomalies`, created by
+    `ledger.ensure_meta`); call in the window's landing transaction."""
+    conn.execute(f"""INSERT INTO {META}.anomalies (run_id, stream, source, window_start, window_end, ids_hash, kind,
+                     rows_fetched, expected, message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                 (run_id, stream, source, window.start, window.end, ids_hash(window), anomaly.kind, anomaly.rows,
                   anomaly.expected, anomaly.message))
 
 
@@ -114,7 +115,7 @@ def of_run(database_url: str, run_id: uuid.UUID) -> list[dict]:
     with psycopg.connect(database_url, autocommit=True) as conn:
         if conn.execute(f"SELECT to_regclass('{META}.anomalies')").fetchone()[0] is None:
             return []
-        cur = conn.execute(f"""SELECT stream, window_start, window_end, kind, rows_fetched, expected, message
+        cur = conn.execute(f"""SELECT stream, source, window_start, window_end, kind, rows_fetched, expected, message
                                FROM {META}.anomalies WHERE run_id = %s ORDER BY window_start""", (run_id,))
         names = [c.name for c in cur.description]
         return [dict(zip(names, row)) for row in cur.fetchall()]

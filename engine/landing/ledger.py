@@ -10,8 +10,9 @@ window. The quality tables live here too: `check_results` and `partition_holds`
 (`engine/quality/replay.py`), and the operator's watermark changes, `state_changes`
 (`engine/repair/state.py`).
 
-A run, its windows, a watermark, a quarantined record and a drift row belong to one stream of
-one connection (`source`); partition names carry their owner (`source=cc-north/date=D`).
+A run, its windows, a watermark, a quarantined record, a drift row, an anomaly, a roster id and a
+watermark change belong to one connection (`source`, its name); partition names carry their owner
+(`source=cc-north/date=D`).
 """
 
 from __future__ import annotations
@@ -88,9 +89,10 @@ DO $$ BEGIN  -- an older ledger: windows that came back far too small, or were n
   END IF;
 END $$;
 CREATE TABLE IF NOT EXISTS {META}.anomalies (
-  id bigserial PRIMARY KEY, run_id uuid NOT NULL, stream text NOT NULL, window_start timestamptz NOT NULL,
-  window_end timestamptz NOT NULL, ids_hash text NOT NULL, kind text NOT NULL, rows_fetched bigint NOT NULL,
-  expected double precision NOT NULL, message text NOT NULL, detected_at timestamptz NOT NULL DEFAULT now());
+  id bigserial PRIMARY KEY, run_id uuid NOT NULL, stream text NOT NULL, source text NOT NULL,
+  window_start timestamptz NOT NULL, window_end timestamptz NOT NULL, ids_hash text NOT NULL, kind text NOT NULL,
+  rows_fetched bigint NOT NULL, expected double precision NOT NULL, message text NOT NULL,
+  detected_at timestamptz NOT NULL DEFAULT now());
 CREATE TABLE IF NOT EXISTS {META}.source_ids (
   source text NOT NULL, kind text NOT NULL, id text NOT NULL, first_seen timestamptz, last_seen timestamptz,
   appeared_after timestamptz, gone_at timestamptz, PRIMARY KEY (source, kind, id));
@@ -127,8 +129,9 @@ CREATE TABLE IF NOT EXISTS {META}.waivers (
   holds_lifted int NOT NULL);
 CREATE INDEX IF NOT EXISTS waivers_partition ON {META}.waivers (table_name, partition, check_name);
 CREATE TABLE IF NOT EXISTS {META}.state_changes (
-  id bigserial PRIMARY KEY, stream text NOT NULL, action text NOT NULL, watermark_before timestamptz,
-  watermark_after timestamptz, reason text, changed_by text NOT NULL, changed_at timestamptz NOT NULL DEFAULT now());
+  id bigserial PRIMARY KEY, stream text NOT NULL, source text NOT NULL, action text NOT NULL,
+  watermark_before timestamptz, watermark_after timestamptz, reason text, changed_by text NOT NULL,
+  changed_at timestamptz NOT NULL DEFAULT now());
 """
 
 

@@ -13,7 +13,9 @@ at `/personnel`:
 The ids of a window [start, end) are every id known for that period: listed today, or not gone
 before `start` and not joined after `end` (each with a `MARGIN`), plus the ids the warehouse's
 roster tables hold (`wfm.cc_agents`, `wfm.cc_groups`: a warehouse that synced the roster before
-this registry existed). A source is keyed by `SourceSettings.key` (its base URL, for now).
+this registry existed). A source is keyed by its connection's name (`cc-north`, `default`);
+rows an earlier release keyed by the base URL (`SourceSettings.key`) are moved to the name by
+migration 3, and by the first look of a connection with that URL (`look(..., former=key)`).
 """
 
 from __future__ import annotations
@@ -52,11 +54,14 @@ class Roster:
 
 
 def look(conn: psycopg.Connection, source: str, kind: str, listed: list[str] | None,
-         now: dt.datetime) -> Roster:
-    """Record a look at the roster (`listed` = today's ids; None: the source could not be asked)
-    and return everything known of this source and kind."""
+         now: dt.datetime, former: str | None = None) -> Roster:
+    """Record a look at the roster of connection `source` (`listed` = today's ids; None: the source
+    could not be asked) and return everything known of this source and kind. `former`: the key an
+    earlier release kept this source's ids under (its base URL); they become this source's."""
     with conn.transaction():   # the table: `ledger.ensure_meta`
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"roster:{source}:{kind}",))
+        if former is not None and former != source:
+            rekey(conn, former, [source], kind)
         _seed(conn, source, kind)
         if listed is not None:
             _observe(conn, source, kind, sorted(set(listed)), now)
@@ -86,3 +91,25 @@ def _seed(conn: psycopg.Connection, source: str, kind: str) -> None:
         return
     conn.execute(f"""INSERT INTO {META}.source_ids (source, kind, id)
                      SELECT DISTINCT %s, %s, {column} FROM wfm.{table} ON CONFLICT DO NOTHING""", (source, kind))
+
+
+def rekey(conn: psycopg.Connection, old: str, new: list[str], kind: str | None = None) -> int:
+    """Move the ids kept under `old` to each source in `new` (a copy each), merging with what a
+    new key holds already: the earlier first look and the later last look win. Returns the rows moved."""
+    moved = 0
+    for source in new:
+        moved = conn.execute(f"""
+            INSERT INTO {META}.source_ids AS s (source, kind, id, first_seen, last_seen, appeared_after, gone_at)
+            SELECT %s, kind, id, first_seen, last_seen, appeared_after, gone_at FROM {META}.source_ids
+            WHERE source = %s AND (%s::text IS NULL OR kind = %s)
+            ON CONFLICT (source, kind, id) DO UPDATE SET
+              first_seen = least(s.first_seen, EXCLUDED.first_seen),
+              appeared_after = CASE WHEN EXCLUDED.first_seen < s.first_seen THEN EXCLUDED.appeared_after
+                                    ELSE s.appeared_after END,
+              last_seen = greatest(s.last_seen, EXCLUDED.last_seen),
+              gone_at = CASE WHEN EXCLUDED.last_seen > s.last_seen THEN EXCLUDED.gone_at ELSE s.gone_at END""",
+                             (source, old, kind, kind)).rowcount
+    if new:
+        conn.execute(f"DELETE FROM {META}.source_ids WHERE source = %s AND (%s::text IS NULL OR kind = %s)",
+                     (old, kind, kind))
+    return moved

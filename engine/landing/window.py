@@ -176,7 +176,7 @@ def _land(plan: RunPlan, window: Window, table: pa.Table | None, rejects: list[R
             odd = anomaly.judge(conn, plan.stream.name, window, counts["rows_fetched"], source=plan.connection)
         if odd is not None:
             status, message = "anomaly", odd.message
-            anomaly.record(conn, plan.run_id, plan.stream.name, window, odd)
+            anomaly.record(conn, plan.run_id, plan.stream.name, window, odd, source=plan.connection)
         if table is not None:
             with timing.stage("COPY + upsert"):
                 upserted = warehouse.upsert(conn, plan.stream, table, plan.run_id, plan.started_at, plan.connection)
