@@ -4,6 +4,7 @@ a quarantined record, drift, a hold — dumped with pg_dump, its lake as written
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import tarfile
 from pathlib import Path
@@ -16,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from engine import schema
+from engine.landing import roster
 from engine.migrations import PUSH_TABLES, SITE_TABLES, owner_column
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -72,7 +74,7 @@ def test_an_old_warehouse_and_lake_are_migrated_in_place_with_every_row_kept(dat
         assert sum(map(len, before.values())) > 1500 and before["wfm_meta.push_outbox"]
         ran = schema.migrate(conn)
         pulled = [f for f in old_files if f.split("/")[0] not in PUSH_TABLES]
-        assert [m.version for m in ran] == [1] and schema.migrate_lake(str(lake)) == len(pulled)
+        assert {1, 3} <= {m.version for m in ran} and schema.migrate_lake(str(lake)) == len(pulled)
         assert kept(conn, columns) == before            # every row, every value kept
         for (table,) in conn.execute("""SELECT table_name FROM information_schema.tables
                                         WHERE table_schema = 'wfm'""").fetchall():
@@ -126,7 +128,7 @@ def test_the_migrated_lake_reads_with_zero_options_in_four_readers(database_url,
 def test_a_crash_between_the_database_and_the_lake_is_repaired_by_the_next_call(database_url, tmp_path):
     lake = restore_v0(database_url, tmp_path)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        assert [m.version for m in schema.migrate(conn)] == [1]     # then killed before the lake
+        assert 1 in {m.version for m in schema.migrate(conn)}       # then killed before the lake
         (lake / "cc_agents" / ".part-0.parquet.dead.tmp").write_bytes(b"half")
         assert schema.migrate(conn) == [] and schema.migrate_lake(str(lake)) > 0
     assert (lake / "cc_agents" / "source=default" / "part-0.parquet").is_file()
@@ -134,8 +136,8 @@ def test_a_crash_between_the_database_and_the_lake_is_repaired_by_the_next_call(
 
 def test_a_fresh_warehouse_records_the_versions_and_changes_nothing(database_url, tmp_path):
     with psycopg.connect(database_url, autocommit=True) as conn:
-        assert [m.version for m in schema.migrate(conn)] == [1]   # recorded; nothing to change
-        assert schema.applied(conn) == {1: "connections"}
+        assert {1, 3} <= {m.version for m in schema.migrate(conn)}   # recorded; nothing to change
+        assert schema.applied(conn)[1] == "connections" and schema.applied(conn)[3] == "state per connection"
         assert schema.migrate(conn) == [] and schema.migrate_lake(str(tmp_path / "lake")) == 0
 
 
@@ -143,3 +145,77 @@ def test_a_fresh_warehouse_records_the_versions_and_changes_nothing(database_url
                                           ("planned_shifts", "site"), ("cc_agents", "source")])
 def test_owner_columns(table, owner):
     assert owner_column(table) == owner
+
+
+TWO_CENTERS = """
+[connections.cc-north]
+system = "contact_center"
+url = "http://wfm:secret@north.example:8080/api/"
+
+[connections.cc-south]
+system = "contact_center"
+url = "https://south.example/api"
+
+[connections.zup-north]
+system = "onec"
+url = "http://north.example:8080/api"
+"""
+NORTH, SOUTH, GONE = "http://north.example:8080/api", "https://south.example/api", "http://gone.example/api"
+T1, T2, T3 = "2026-11-01 00:00+00", "2026-11-05 00:00+00", "2026-11-09 00:00+00"
+
+
+def before_v3(conn: psycopg.Connection) -> None:
+    """The previous release's state tables (migrations up to 2 done, 3 not): anomalies and watermark
+    changes without `source`, the roster keyed by base URL; runs of two connections."""
+    schema.migrate(conn)
+    conn.execute("""DELETE FROM wfm_meta.schema_migrations WHERE version = 3;
+                    ALTER TABLE wfm_meta.anomalies DROP COLUMN source;
+                    ALTER TABLE wfm_meta.state_changes DROP COLUMN source""")
+    for run, source in (("00000000-0000-0000-0000-00000000000a", "cc-north"),
+                        ("00000000-0000-0000-0000-00000000000b", "default")):
+        conn.execute("""INSERT INTO wfm_meta.sync_runs (run_id, stream, source, mode, started_at)
+                        VALUES (%s, 'agent_calls', %s, 'incremental', now())""", (run, source))
+    for run in ("00000000-0000-0000-0000-00000000000a", "00000000-0000-0000-0000-00000000000b",
+                "00000000-0000-0000-0000-00000000000c"):     # c: its run pruned since
+        conn.execute("""INSERT INTO wfm_meta.anomalies (run_id, stream, window_start, window_end, ids_hash, kind,
+                        rows_fetched, expected, message) VALUES (%s, 'agent_calls', %s, %s, 'b0', 'empty', 0, 40, 'm')""",
+                     (run, T2, T3))
+    conn.execute("""INSERT INTO wfm_meta.state_changes (stream, action, watermark_before, watermark_after, changed_by)
+                    VALUES ('agent_calls', 'set', %s, %s, 'ops'), ('agent_logins', 'reset', %s, NULL, 'ops')""",
+                 (T2, T1, T3))
+    conn.execute("""INSERT INTO wfm_meta.source_ids (source, kind, id, first_seen, last_seen, appeared_after, gone_at)
+                    VALUES (%(n)s, 'agents', 'a1', %(t1)s, %(t2)s, NULL, NULL), (%(n)s, 'agents', 'a2', %(t1)s, %(t1)s,
+                    NULL, %(t2)s), (%(n)s, 'groups', 'g1', %(t1)s, %(t2)s, NULL, NULL),
+                    (%(s)s, 'agents', 'b1', %(t1)s, %(t2)s, NULL, NULL), (%(g)s, 'agents', 'z1', %(t1)s, %(t1)s,
+                    NULL, NULL), ('cc-north', 'agents', 'a1', %(t2)s, %(t3)s, %(t1)s, NULL)""",
+                 {"n": NORTH, "s": SOUTH, "g": GONE, "t1": T1, "t2": T2, "t3": T3})
+
+
+def test_state_gets_its_connection_and_the_roster_its_names(database_url, tmp_path, monkeypatch):
+    config = tmp_path / "wfm.toml"
+    config.write_text(TWO_CENTERS, encoding="utf-8")
+    monkeypatch.setenv("WFM_CONFIG", str(config))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        before_v3(conn)
+        ran = schema.migrate(conn)
+        assert [m.version for m in ran] == [3] and schema.applied(conn)[3] == "state per connection"
+        anomalies = conn.execute("SELECT run_id::text, source FROM wfm_meta.anomalies ORDER BY run_id").fetchall()
+        assert [s for _, s in anomalies] == ["cc-north", "default", "default"]   # the run's, else default
+        assert conn.execute("SELECT stream, source, action FROM wfm_meta.state_changes ORDER BY id").fetchall() == [
+            ("agent_calls", "default", "set"), ("agent_logins", "default", "reset")]
+        ids = """SELECT source, kind, id, first_seen, last_seen, appeared_after, gone_at FROM wfm_meta.source_ids
+                 ORDER BY 1, 2, 3"""
+        after = conn.execute(ids).fetchall()
+        assert [r[:3] for r in after] == [
+            ("cc-north", "agents", "a1"), ("cc-north", "agents", "a2"), ("cc-north", "groups", "g1"),
+            ("cc-south", "agents", "b1"), (GONE, "agents", "z1")]       # a URL no connection has: kept
+        a1 = after[0]
+        assert (f"{a1[3]:%Y-%m-%d}", f"{a1[4]:%Y-%m-%d}", a1[5]) == ("2026-11-01", "2026-11-09", None)  # merged
+        assert after[1][6] is not None                                  # a2's departure kept
+        monkeypatch.delenv("WFM_CONFIG")                                # idempotent, whatever the settings now
+        assert schema.migrate(conn) == [] and conn.execute(ids).fetchall() == after
+
+        known = roster.look(conn, "cc-east", "agents", ["z1", "z2"], dt.datetime(2026, 11, 10, tzinfo=dt.timezone.utc),
+                            former=GONE)                                 # a connection given the URL adopts its ids
+        assert known.ids == ["z1", "z2"]
+        assert conn.execute("SELECT count(*) FROM wfm_meta.source_ids WHERE source = %s", (GONE,)).fetchone() == (0,)
