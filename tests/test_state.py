@@ -73,6 +73,53 @@ def test_a_wrong_state_change_is_one_line(database_url, monkeypatch, args, messa
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
 
 
+TWO_CENTERS = """
+[connections.cc-north]
+system = "contact_center"
+url = "http://127.0.0.1:9/north"
+
+[connections.cc-south]
+system = "contact_center"
+url = "http://127.0.0.1:9/south"
+"""
+
+
+def test_state_is_per_connection_and_a_change_moves_one_connection_only(database_url, tmp_path, monkeypatch):
+    (tmp_path / "wfm.toml").write_text(TWO_CENTERS, encoding="utf-8")
+    monkeypatch.setenv("WFM_CONFIG", str(tmp_path / "wfm.toml"))
+    monkeypatch.setenv("WFM_DATABASE_URL", database_url)
+    for connection, day in (("cc-north", "2026-11-10"), ("cc-south", "2026-11-12")):
+        done = wfm("state", "set", "agent_logins", "--watermark", day, "--connection", connection)
+        assert done.exit_code == 0 and f"agent_logins ({connection}): watermark none -> {day} 00:00" in done.output
+    assert wfm("state", "reset", "agent_logins", "--connection", "cc-north", "--reason", "afresh").exit_code == 0
+    with psycopg.connect(database_url) as conn:
+        assert ledger.watermark(conn, "agent_logins", "cc-north") is None
+        assert ledger.watermark(conn, "agent_logins", "cc-south") == dt.datetime(2026, 11, 12, tzinfo=UTC)
+        assert conn.execute("SELECT source, action FROM wfm_meta.state_changes ORDER BY id").fetchall() == [
+            ("cc-north", "set"), ("cc-south", "set"), ("cc-north", "reset")]
+
+    shown = wfm("state", "show", "agent_logins")
+    rows = {line.split()[1]: line for line in shown.output.splitlines() if line.strip().startswith("agent_logins")}
+    assert shown.exit_code == 0 and set(rows) == {"cc-north", "cc-south"}, shown.output
+    assert "reset none by" in rows["cc-north"] and "2026-11-12 00:00" in rows["cc-south"]
+    assert "2026-11-12" not in rows["cc-north"]
+    one = wfm("state", "show", "--connection", "cc-south")
+    listed = [line.split() for line in one.output.splitlines() if line.strip().startswith(("agent_", "service_"))]
+    assert len(listed) > 1 and {cells[1] for cells in listed} == {"cc-south"}, one.output
+
+    with psycopg.connect(database_url, autocommit=True) as conn:     # a run of cc-south: cc-north still moves
+        now = dt.datetime.now(UTC)
+        ledger.start_run(conn, uuid.uuid4(), "agent_logins", "incremental", now, now, [], now, source="cc-south")
+    refused = wfm("state", "reset", "agent_logins", "--connection", "cc-south")
+    assert refused.exit_code == 1 and "a run of agent_logins (cc-south) is going" in refused.output
+    assert wfm("state", "set", "agent_logins", "--watermark", "2026-11-11", "-c", "cc-north").exit_code == 0
+    unknown = wfm("state", "set", "agent_logins", "--watermark", "2026-11-11", "--connection", "cc-nort")
+    assert unknown.exit_code == 1 and "no connection 'cc-nort' of agent_logins" in unknown.output
+    assert "known: cc-north, cc-south" in unknown.output
+    default = wfm("state", "reset", "agent_logins")       # the default is not one of these connections
+    assert default.exit_code == 1 and "no connection 'default'" in default.output
+
+
 def lake_files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.parquet"))}
 
