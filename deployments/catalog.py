@@ -17,6 +17,12 @@ center and 1C:ZUP work:
     retention (`wfm prune`)          daily at 03:30
     bulk files, ad-hoc syncs         on demand, with parameters from the UI or `prefect deployment run`
 
+With a settings file that declares `[connections]`, each scheduled family deployment becomes one
+per connection of its system, named after it and run with `connections=[name]`
+(`sync-cc-intervals/cc-north`, `sync-cc-intervals/cc-south`, `sync-onec-timesheet/zup-north`): each
+connection has its own schedule, runs, concurrency limit and failures (`deployments()`). With
+the WFM_* variables' single source the catalog is `DEPLOYMENTS` as written.
+
 Entrypoints are module paths (`flows.sync.sync_all`): workers import the installed project, and
 the pull step (`deployments.steps.enter_project`) moves them into its checkout. The family flows
 are built in a loop in `flows/sync.py`, so they get their module-level names here.
@@ -24,11 +30,14 @@ are built in a loop in `flows/sync.py`, so they get their module-level names her
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
 
+from connectors.config.connections import Connections
+from connectors.config.connections import load as load_connections
+from engine import catalog
 from engine.paths import PROJECT_ROOT
 from flows.sync import FAMILY_FLOWS
 
@@ -131,15 +140,38 @@ DEPLOYMENTS: tuple[Deployment, ...] = (
 )
 
 
-def render() -> dict[str, Any]:
-    """The whole prefect.yaml as data."""
+FAMILY_ENTRYPOINTS = {f"deployments.catalog.sync_{family.name}": family for family in catalog.FAMILIES}
+
+
+def deployments(declared: Connections | None = None) -> tuple[Deployment, ...]:
+    """The catalog for these connections (default: the current settings, no secret read): each
+    scheduled family deployment once per connection of its system when a settings file declares
+    them, `DEPLOYMENTS` unchanged for the environment's single source."""
+    declared = load_connections() if declared is None else declared
+    if declared.origin == "environment":
+        return DEPLOYMENTS
+    out: list[Deployment] = []
+    for deployment in DEPLOYMENTS:
+        family = FAMILY_ENTRYPOINTS.get(deployment.entrypoint)
+        if family is None or deployment.cron is None:
+            out.append(deployment)
+            continue
+        out.extend(replace(deployment, name=c.name, description=f"{deployment.description} Connection {c.name}.",
+                           parameters={**deployment.parameters, "connections": [c.name]},
+                           tags=(*deployment.tags, c.name))
+                   for c in declared.of(family.streams[0].system))
+    return tuple(out)
+
+
+def render(declared: Connections | None = None) -> dict[str, Any]:
+    """The whole prefect.yaml as data (for the current settings' connections)."""
     return {
         "name": "wfm-pipelines",
         "prefect-version": "3.8.8",
         "build": None,
         "push": None,
         "pull": [{"deployments.steps.enter_project": {}}],
-        "deployments": [d.to_yaml() for d in DEPLOYMENTS],
+        "deployments": [d.to_yaml() for d in deployments(declared)],
     }
 
 
@@ -163,10 +195,10 @@ def _list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
 _Dumper.add_representer(list, _list)
 
 
-def render_text() -> str:
-    return HEADER + yaml.dump(render(), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+def render_text(declared: Connections | None = None) -> str:
+    return HEADER + yaml.dump(render(declared), Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
 
 
 if __name__ == "__main__":  # pragma: no cover - regenerates the file
     YAML_PATH.write_text(render_text(), encoding="utf-8")
-    print(f"wrote {YAML_PATH.relative_to(PROJECT_ROOT)}: {len(DEPLOYMENTS)} deployments")
+    print(f"wrote {YAML_PATH.relative_to(PROJECT_ROOT)}: {len(deployments())} deployments")

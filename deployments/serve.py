@@ -17,9 +17,10 @@ from deployments import catalog
 
 
 def selected(names: Iterable[str] = ()) -> list[catalog.Deployment]:
-    """Deployments named `<flow name>/<deployment name>` (as in the UI); all of them when none given."""
+    """Deployments named `<flow name>/<deployment name>` (as in the UI, e.g. `sync-cc-intervals/cc-north`
+    with a settings file's connections); all of them when none given."""
     wanted = set(names)
-    labelled = {_label(d): d for d in catalog.DEPLOYMENTS}
+    labelled = {_label(d): d for d in catalog.deployments()}
     unknown = sorted(wanted - set(labelled))
     if unknown:
         raise ValueError(f"unknown deployment {unknown[0]!r}; known: {', '.join(labelled)}")

@@ -108,3 +108,59 @@ def test_the_server_gets_postgresql_in_asyncpg_form_and_no_telemetry():
     assert env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] == "postgresql+asyncpg://db/prefect"
     assert env["PREFECT_SERVER_UI_API_URL"] == "http://prefect.example:4200/api"
     assert (env["DO_NOT_TRACK"], env["PREFECT_SERVER_ANALYTICS_ENABLED"]) == ("1", "false")
+
+
+FLEET = """
+[connections.cc-north]
+system = "contact_center"
+url = "http://127.0.0.1:9/north"
+client_secret = { env = "NOT_SET_AND_NOT_READ" }
+
+[connections.cc-south]
+system = "contact_center"
+url = "http://127.0.0.1:9/south"
+
+[connections.zup-north]
+system = "onec"
+url = "http://127.0.0.1:9/zup"
+"""
+
+
+def test_a_settings_file_gives_each_connection_its_own_scheduled_family_deployments(tmp_path, monkeypatch):
+    (tmp_path / "wfm.toml").write_text(FLEET, encoding="utf-8")
+    monkeypatch.setenv("WFM_CONFIG", str(tmp_path / "wfm.toml"))
+    expanded = catalog.deployments()
+    by_label = {serve._label(d): d for d in expanded}
+    assert len(by_label) == len(expanded)                          # still unique
+    for family, system in (("cc-personnel", "cc"), ("cc-intervals", "cc"), ("cc-agent-activity", "cc"),
+                           ("onec-personnel", "zup"), ("onec-norms", "zup"), ("onec-timesheet", "zup")):
+        names = sorted(label.split("/")[1] for label in by_label if label.startswith(f"sync-{family}/"))
+        assert names == (["cc-north", "cc-south"] if system == "cc" else ["zup-north"]), family
+    north = by_label["sync-cc-intervals/cc-north"]
+    original = next(d for d in catalog.DEPLOYMENTS if d.entrypoint == north.entrypoint)
+    assert (north.cron, north.single, north.queue) == (original.cron, original.single, original.queue)
+    assert north.parameters == {"connections": ["cc-north"]} and "cc-north" in north.tags
+    assert by_label["sync-onec-timesheet/zup-north"].parameters == {"connections": ["zup-north"]}
+    for label in ("sync-cc-online/on-demand", "sync-online/every-minute", "sync-all/on-demand", "sync/ad-hoc",
+                  "sync/agent-employee-map", "push-schedules/nightly"):
+        assert by_label[label] in catalog.DEPLOYMENTS, label     # not a scheduled family flow: as it was
+    assert "sync-cc-intervals/every-15-min" not in by_label
+    for deployment in expanded:                                    # what the server enforces
+        flow = deployment.load_flow()
+        validate(deployment.parameters, parameter_schema(flow).model_dump_for_openapi(), raise_on_error=True,
+                 ignore_required=True)
+    entries = {e["name"]: e for e in catalog.render()["deployments"] if e["entrypoint"] == north.entrypoint}
+    assert set(entries) == {"cc-north", "cc-south"}
+    assert entries["cc-south"]["parameters"] == {"connections": ["cc-south"]}
+    assert entries["cc-north"]["schedules"][0]["cron"] == "*/15 * * * *"
+
+    served = serve.runner_deployment(serve.selected(["sync-cc-agent-activity/cc-south"])[0])   # `wfm serve -d`
+    assert served.name == "cc-south" and served.parameters == {"connections": ["cc-south"]}
+    assert served.schedules[0].schedule.cron == "*/15 * * * *" and served.concurrency_limit == 1
+
+
+def test_the_environment_single_source_keeps_the_catalog_as_written(monkeypatch):
+    monkeypatch.setenv("WFM_CC_URL", "http://127.0.0.1:9/cc")
+    monkeypatch.setenv("WFM_ONEC_URL", "http://127.0.0.1:9/zup")
+    assert catalog.deployments() is catalog.DEPLOYMENTS
+    assert catalog.render_text() == catalog.YAML_PATH.read_text(encoding="utf-8")
