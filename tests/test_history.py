@@ -78,6 +78,9 @@ def test_a_backfill_lands_the_history_of_agents_who_left_and_groups_that_were_re
     assert logins and intervals
     assert landed(database_url, cc.AGENT_LOGINS, "agent_id", departed) == logins
     assert landed(database_url, cc.SERVICE_GROUP_INTERVALS, "group_id", removed) == intervals
+    with psycopg.connect(database_url) as conn:     # the roster is the connection's, by name (not its URL)
+        assert conn.execute("SELECT DISTINCT source, kind FROM wfm_meta.source_ids ORDER BY 2").fetchall() == [
+            ("default", "agents"), ("default", "groups")]
 
 
 def test_a_roster_change_mid_backfill_refetches_only_the_windows_that_did_not_land(turnover_env, database_url):
