@@ -18,8 +18,8 @@ attempt — a new request, or the next retry of one in flight — raises `Source
 without a request. A hung source then costs one retry budget per run, not one per window; the
 windows not asked are `deferred` and the next run takes them up; a request answered resets the
 count. Before every attempt the client also asks its maintenance schedule
-(`connectors.settings.Maintenance`): inside a window nothing is sent. Per-source state is keyed
-by `SourceSettings.key` (the base URL, until connections have names).
+(`connectors.settings.Maintenance`): inside a window nothing is sent. A breaker is keyed by
+`SourceSettings.key` (the base URL).
 """
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ class SourceSettings:
 
     @property
     def key(self) -> str:
-        """What per-source state (roster, circuit breaker) is kept under: the base URL without
-        credentials, query or trailing slash. A connection's name can take its place."""
+        """The base URL without credentials, query or trailing slash: what a sync's circuit breaker
+        is kept under (the roster is kept under the connection's name; releases before it used this)."""
         parts = urlsplit(self.url)
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
