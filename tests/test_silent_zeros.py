@@ -74,3 +74,20 @@ def test_a_stream_that_goes_empty_is_an_anomaly_and_holds_the_watermark(live_env
     live_env.set_faults("")                                         # the data is back
     again = sync_stream("agent_logins")
     assert again["windows_anomaly"] == 0 and watermark(database_url, "agent_logins") > held_at
+
+
+def test_an_anomaly_is_recorded_for_its_connection(database_url):
+    import uuid
+
+    from connectors.streams import Window
+    from engine import schema
+    from engine.landing import anomaly
+
+    start = dt.datetime(2026, 11, 10, tzinfo=UTC)
+    window = Window(start, start + dt.timedelta(days=1))
+    run_id = uuid.uuid4()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        schema.migrate(conn)
+        anomaly.record(conn, run_id, "agent_logins", window, anomaly.Anomaly("empty", 0, 40.0, "m"), source="cc-north")
+    assert [(a["stream"], a["source"], a["kind"]) for a in anomaly.of_run(database_url, run_id)] == [
+        ("agent_logins", "cc-north", "empty")]
