@@ -5,14 +5,13 @@
     decision = gate(result, window=window.label)     # publish unless too many rows failed
 
 `validate` turns the Arrow table into a pandas frame and runs the suite through one ephemeral GX
-context per process, made on first use (GX and pandas are imported then, not with this module:
-seconds a run whose windows are all unchanged never pays; `preload()` pays them ahead). GX keeps the
-batch being validated inside its execution engine under the asset's name, so two threads validating
-at once would read each other's data: a lock lets one batch through at a time. A validation returns
-one `ExpectationResult` per expectation and, for the CRITICAL ones, the index of every failing row
-(GX's COMPLETE result format lists all of them, not a sample), so the caller quarantines exactly
-those rows with the names of the checks they failed. WARNING expectations are recorded, never
-enforced.
+context per process, made on first use (GX is imported then, not with this module: seconds that a
+run whose windows are all unchanged never pays; `preload()` pays them ahead). GX keeps the batch
+being validated inside its execution engine under the asset's name, so two threads validating at
+once would read each other's data: a lock lets one batch through at a time. A validation returns one
+`ExpectationResult` per expectation and, for the CRITICAL ones, the index of every failing row (GX's
+COMPLETE result format lists all of them, not a sample), so the caller quarantines exactly those
+rows with the names of the checks they failed. WARNING expectations are recorded, never enforced.
 `[expectations.<stream>]` of wfm.toml (`engine/quality/policies.py`) can make a check error, warn or off
 (an off check's result is dropped) and set the stream's threshold.
 """
