@@ -61,6 +61,9 @@ def backfill(env: dict[str, str], start: dt.date, end: dt.date, rerun: bool = Tr
 
     import flows.sync  # noqa: F401  (the imports a user's process pays, timed as start-up)
     from engine.landing.window import close_clients
+    from engine.quality import gate
+
+    gate.preload()   # GX is imported by the first validation: here, so the flow's time is the flow's
 
     stages.enable()
     out: dict = {"rss_imports": common.peak_rss_mib()}

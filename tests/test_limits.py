@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
+from prefect.settings import PREFECT_API_URL
 
 from engine.landing import limits
 from flows.sync import sync_stream
@@ -116,6 +121,65 @@ def test_a_rate_limit_decays_its_slots_per_minute(shared_server, monkeypatch):
     with get_client(sync_client=True) as client:
         rate = client.read_global_concurrency_limit_by_name("source-rate:zup.test:8081")
     assert (rate.limit, rate.slot_decay_per_second) == (120, 2.0)
+
+
+def server_limits() -> list[str]:
+    with get_client(sync_client=True) as client:
+        return sorted(limit.name for limit in client.read_global_concurrency_limits(limit=200, offset=0))
+
+
+def test_an_api_this_process_started_for_itself_keeps_the_limit_in_process(shared_server, monkeypatch):
+    monkeypatch.setattr(limits, "_own_apis", set())
+    name = "source:own.test:7070"
+
+    @flow
+    def one_window() -> None:
+        with limits.source_slot("http://own.test:7070/cc"):
+            pass
+
+    limits.own_api(PREFECT_API_URL.value())
+    one_window()
+    assert name not in server_limits()    # the semaphore alone: no limit asked for on the API
+    limits._own_apis.clear()
+    one_window()
+    assert name in server_limits()        # a server others share: the fleet-wide limit
+
+
+LIMITER = """
+import os, sys
+from wfm import prefect_api
+prefect_api.start()
+prefect_api.ready()
+from prefect import flow
+from prefect.client.orchestration import get_client
+from engine.landing import limits
+
+@flow
+def one_window():
+    with limits.source_slot("http://cli.test:6060/cc"):
+        pass
+
+one_window()
+with get_client(sync_client=True) as client:
+    names = [limit.name for limit in client.read_global_concurrency_limits(limit=200, offset=0)]
+print(limits.serves_this_process(os.environ["PREFECT_API_URL"]), "source:cli.test:6060" in names)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["the CLI's own", "a shared server"])
+def test_the_cli_keeps_the_limit_in_process_only_on_its_own_api(tmp_path, api):
+    """A real process as `wfm sync` starts one: with no PREFECT_API_URL it starts its own API and
+    takes no slot there; pointed at a server (here the harness's, standing for `make server`) it
+    takes the server's limit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), DO_NOT_TRACK="1")
+    if api == "a shared server":
+        env["PREFECT_API_URL"] = PREFECT_API_URL.value()
+    done = subprocess.run([sys.executable, "-c", LIMITER], env=env, capture_output=True, text=True, timeout=240,
+                          cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[-2:] == (["True", "False"] if api == "the CLI's own" else ["False", "True"])
 
 
 def test_without_a_server_the_rate_is_kept_over_a_sliding_minute(monkeypatch):

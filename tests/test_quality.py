@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -251,3 +253,25 @@ def test_a_wrong_policy_is_one_line_naming_the_file(text, message):
     with pytest.raises(ConfigError, match=message) as caught:
         validate("timesheet_days", batch("timesheet_days", 3))
     assert "wfm.toml" in str(caught.value) and "\n" not in str(caught.value)
+
+
+
+HEAVY = "print(','.join(m for m in ('great_expectations', 'pandas') if m in sys.modules) or 'none')"
+
+
+@pytest.mark.parametrize("statement, loaded", [
+    ("import flows.sync", "none"),    # flows.sync imports gate.py and suites.py (tasks.checks → quality.replay)
+    ("import engine.quality.gate as g; g.preload()", "great_expectations,pandas"),
+])
+def test_importing_the_flows_leaves_gx_and_pandas_to_the_first_validation(statement, loaded):
+    # a fresh interpreter: this one imported GX with the tests above
+    done = subprocess.run([sys.executable, "-c", f"import sys; {statement}; {HEAVY}"], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).resolve().parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == loaded
+
+
+def test_preload_builds_the_gx_context_with_every_suite():
+    quality.preload()
+    assert quality._batch_definitions.cache_info().currsize == 1
+    assert set(quality._batch_definitions()) == set(SUITES)   # a batch definition for every stream

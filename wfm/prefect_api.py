@@ -7,6 +7,8 @@ Prefect, and `ready()` just before its first flow call (`flows(module)` does bot
 import): the local API comes up on the other core while the command imports its flows and checks
 its input, `ready()` waits up to 90 s for it and fails in one line, and a mistake in the input
 still fails at once. With PREFECT_API_URL set (a server, `make server`) both do nothing.
+The API started here serves this process alone, so it is registered with `engine/landing/limits.py`:
+the source limits stay in-process instead of costing Prefect round trips per request.
 """
 
 from __future__ import annotations
@@ -90,6 +92,9 @@ def prefect_api_in_background() -> Callable[[], None] | None:
             stderr=log, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
     atexit.register(_stop, server, log.name)
     os.environ["PREFECT_API_URL"] = api = f"http://127.0.0.1:{port}/api"
+    from engine.landing import limits
+
+    limits.own_api(api)   # it serves this process alone: source limits stay in-process (no API round trips)
 
     def wait_ready(timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout

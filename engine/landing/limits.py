@@ -13,9 +13,11 @@ included) is under way, in two layers:
   the average slot occupancy", which is slow for requests that last milliseconds).
 
 The server layer is used inside flow and task runs when `PREFECT_API_URL` names a server that
-other processes share. Without one (a single `wfm sync` on its ephemeral API, the test harness, a
-notebook, a connector benchmark) or when the API cannot hold the limit, the semaphore alone
-protects the source, from this process only.
+other processes share. Without one, or when the API cannot hold the limit, the semaphore alone
+protects the source, from this process only: a notebook, a connector benchmark, and an API that
+`serves_this_process` — one this process started for itself (the CLI's local API of
+`wfm/prefect_api.py`, the test harness). No other process takes slots there, and each slot's round
+trips to its SQLite would cost a `wfm sync` with nothing new more than half its time.
 
 `WFM_BREAKER_FAILURES=N` (default 3): requests in a row that may find a source unavailable before
 a run stops asking it (`connectors/http.py:Breaker`; the rest of the run's windows are deferred).
@@ -39,7 +41,7 @@ from urllib.parse import urlsplit
 from connectors.http import DEFAULT_FAILURES
 
 __all__ = ["DEFAULT_IN_FLIGHT", "breaker_failures", "limit_name", "max_in_flight", "max_per_minute",
-           "source_slot"]
+           "own_api", "serves_this_process", "source_slot"]
 
 logger = logging.getLogger(__name__)
 DEFAULT_IN_FLIGHT = 4
@@ -51,6 +53,7 @@ _create_lock = threading.Lock()                     # guards _shared: one look-u
 _shared: dict[tuple[str, str], int | None] = {}     # (API URL, limit name) -> server slots, None: local
 _semaphores: dict[str, threading.BoundedSemaphore] = {}
 _rate_windows: dict[str, deque[float]] = {}
+_own_apis: set[str] = set()                         # API URLs this process started for itself
 
 
 def limit_name(url: str, prefix: str = "source") -> str:
@@ -134,13 +137,26 @@ def _server_url() -> str | None:
     if FlowRunContext.get() is None and TaskRunContext.get() is None:
         return None   # outside a run: no API client to reuse, and starting one costs seconds
     url = PREFECT_API_URL.value()
-    return None if not url or _started_here(url) else url
+    return None if not url or serves_this_process(url) else url
+
+
+def own_api(url: str) -> None:
+    """Record that the Prefect API at `url` was started by this process for itself (`wfm/prefect_api.py`).
+
+    Only this process is told: a child process (a flow run of `wfm serve`, a Dask worker) that
+    reaches the same API keeps the server's limit."""
+    _own_apis.add(url)
+
+
+def serves_this_process(url: str) -> bool:
+    """The API at `url` is one this process started for itself: no other process takes its slots,
+    so the in-process semaphore is the whole limit. A shared server (`make server`) is not."""
+    return url in _own_apis or _started_here(url)
 
 
 def _started_here(url: str) -> bool:
-    """The API is a server this process started (ephemeral mode, the test harness): it serves this
-    process alone, so the semaphore is the whole limit, and its SQLite answers concurrent slot
-    writes with 503 and a client retry seconds later."""
+    """The API is a server Prefect started in this process (ephemeral mode, the test harness); its
+    SQLite answers concurrent slot writes with 503 and a client retry seconds later."""
     server = sys.modules.get("prefect.server.api.server")   # never imported by a plain client
     instances = getattr(getattr(server, "SubprocessASGIServer", None), "_instances", {})
     return any(instance.port is not None and instance.api_url == url for instance in instances.values())

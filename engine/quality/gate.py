@@ -4,13 +4,14 @@
     good, bad = result.split(table)                  # bad rows failed a CRITICAL expectation
     decision = gate(result, window=window.label)     # publish unless too many rows failed
 
-`validate` turns the Arrow table into a pandas frame and runs the suite through one ephemeral
-GX context per process, made on first use. GX keeps the batch being validated inside its
-execution engine under the asset's name, so two threads validating at once would read each
-other's data: a lock lets one batch through at a time. A validation returns one `ExpectationResult`
-per expectation and, for the CRITICAL ones, the index of every failing row (GX's COMPLETE
-result format lists all of them, not a sample), so the caller quarantines exactly those rows
-with the names of the checks they failed. WARNING expectations are recorded, never enforced.
+`validate` turns the Arrow table into a pandas frame and runs the suite through one ephemeral GX
+context per process, made on first use (GX is imported then, not with this module: seconds that a
+run whose windows are all unchanged never pays; `preload()` pays them ahead). GX keeps the batch
+being validated inside its execution engine under the asset's name, so two threads validating at
+once would read each other's data: a lock lets one batch through at a time. A validation returns one
+`ExpectationResult` per expectation and, for the CRITICAL ones, the index of every failing row (GX's
+COMPLETE result format lists all of them, not a sample), so the caller quarantines exactly those
+rows with the names of the checks they failed. WARNING expectations are recorded, never enforced.
 `[expectations.<stream>]` of wfm.toml (`engine/quality/policies.py`) can make a check error, warn or off
 (an off check's result is dropped) and set the stream's threshold.
 """
@@ -22,20 +23,21 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
-import pandas as pd
 import pyarrow as pa
-from great_expectations.core.batch_definition import BatchDefinition
-from great_expectations.data_context.types.base import ProgressBarsConfig
-from great_expectations.expectations.metadata_types import FailureSeverity
 
 from connectors.records import Reject
+from engine.quality import suites
 from engine.quality.policies import OFF, ExpectationPolicy, expectation_policy
-from engine.quality.suites import SUITES, Suite, check_name
+from engine.quality.suites import Suite, check_name
 
-__all__ = ["ExpectationResult", "GateDecision", "QualityCheckError", "ValidationResult", "gate", "policy_of", "validate"]
+if TYPE_CHECKING:   # GX and pandas take seconds to import: the first validation imports them
+    import pandas as pd
+    from great_expectations.core.batch_definition import BatchDefinition
+
+__all__ = ["ExpectationResult", "GateDecision", "QualityCheckError", "ValidationResult", "gate", "policy_of",
+           "preload", "validate"]
 
 ERROR, WARN = "error", "warn"
 EXAMPLES = 3
@@ -165,9 +167,16 @@ def policy_of(stream_name: str) -> ExpectationPolicy:
     return expectation_policy(stream_name, names)
 
 
+def preload() -> None:
+    """Import GX and pandas and build the suites and GX's context now (seconds), e.g. in a thread
+    while the CLI waits for its Prefect API, so the first window that validates does not wait."""
+    with _GX_LOCK:
+        _batch_definitions()
+
+
 def _suite(stream_name: str) -> Suite:
     try:
-        return SUITES[stream_name]
+        return suites.SUITES[stream_name]
     except KeyError:
         raise KeyError(f"no expectation suite for stream {stream_name!r}") from None
 
@@ -190,17 +199,22 @@ def _frame(table: pa.Table, suite: Suite) -> pd.DataFrame:
 @functools.cache
 def _batch_definitions() -> dict[str, BatchDefinition]:
     """One ephemeral GX context per process with a dataframe asset per stream (call under the lock)."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("wfm")
     return {name: source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("window")
-            for name in SUITES}
+            for name in suites.SUITES}
 
 
 def _read(stream_name: str, results: list, suite: Suite,
           policy: ExpectationPolicy) -> tuple[list[ExpectationResult], dict[int, list[str]]]:
     """Checks in the suite's order (less those the policy turns off), and the failing rows of the
     error-severity ones."""
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
     outcomes = {check_name(outcome.expectation_config): outcome for outcome in results}
     checks: list[ExpectationResult] = []
     failed_rows: dict[int, list[str]] = {}

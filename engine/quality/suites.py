@@ -16,30 +16,36 @@ Every rule is a GX 1.x row-level expectation. GX has no "a = b + c" expectation,
 `serviceGroupData` (`received = treated + missed`) as `treated + missed + (-received) = 0` with
 `ExpectMulticolumnSumToEqual`; the validator adds the negated column `-received` to the frame
 (see `Suite.negated`).
+
+Great Expectations takes seconds to import, and a run whose windows are all unchanged never
+validates: GX is imported by the first use of `SUITES` (built then, once per process) or of a
+builder below, not by importing this module.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
 import pyarrow as pa
-from great_expectations.expectations.expectation import Expectation
-from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-from great_expectations.expectations.metadata_types import FailureSeverity
 
 from connectors import contact_center as cc
 from connectors import onec, planning
 from connectors.streams import Stream
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+    from great_expectations.expectations.expectation import Expectation
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 __all__ = ["DEFAULT_THRESHOLD", "SUITES", "Suite", "check_name"]
 
 DEFAULT_THRESHOLD = 0.05        # share of error-failing rows above which a window is held back
 MAX_ID_LENGTH = 200
 DAY_MS = 86_400_000
-WARNING = FailureSeverity.WARNING
+_BUILD_LOCK = threading.Lock()
 CHANNEL_TYPES = ("CHATS", "MAILS", "INCOMING_CALLS", "OUTGOING_CALLS")
 STATUSES = ("ACTIVE", "INACTIVE")
 # forms Т-12/Т-13, plus РВН (night work on a day off) that 1C writes for sendFactWorkTime
@@ -76,6 +82,9 @@ def _as_list(value) -> list[str]:
 def suite(stream: Stream, *rules: Expectation | Iterable[Expectation],
           threshold: float = DEFAULT_THRESHOLD) -> Suite:
     """The key checks of `stream` followed by its domain rules."""
+    import great_expectations as gx
+    from great_expectations.expectations.expectation import Expectation
+
     expectations = [*key_checks(stream)]
     for rule in rules:
         expectations.extend([rule] if isinstance(rule, Expectation) else rule)
@@ -95,6 +104,9 @@ def check_name(config: ExpectationConfiguration) -> str:
 
 def key_checks(stream: Stream) -> list[Expectation]:
     """Key columns present, ids of a sane length, and (a warning) no key twice in a batch."""
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
     types = dict(zip(stream.schema.names, stream.schema.types))
     may_be_empty = {f.column for f in stream.fields if f.default == ""}
     checks: list[Expectation] = []
@@ -104,73 +116,104 @@ def key_checks(stream: Stream) -> list[Expectation]:
             checks.append(gxe.ExpectColumnValueLengthsToBeBetween(
                 column=column, min_value=0 if column in may_be_empty else 1, max_value=MAX_ID_LENGTH))
     if len(stream.key) > 1:
-        checks.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(stream.key), severity=WARNING))
+        checks.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(stream.key), severity=FailureSeverity.WARNING))
     else:
-        checks.append(gxe.ExpectColumnValuesToBeUnique(column=stream.key[0], severity=WARNING))
+        checks.append(gxe.ExpectColumnValuesToBeUnique(column=stream.key[0], severity=FailureSeverity.WARNING))
     return checks
 
 
 def not_before(later: str, earlier: str, **options) -> Expectation:
     """`later` >= `earlier`: an interval may be empty but never end before it starts."""
+    import great_expectations.expectations as gxe
+
     return gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=later, column_B=earlier, or_equal=True, **options)
 
 
 def after(later: str, earlier: str) -> Expectation:
     """`later` > `earlier`."""
+    import great_expectations.expectations as gxe
+
     return gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A=later, column_B=earlier, or_equal=False)
 
 
 def non_negative(*columns: str) -> list[Expectation]:
     """Durations and counts are never below zero."""
+    import great_expectations.expectations as gxe
+
     return [gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0) for c in columns]
 
 
 def within(column: str, low: float, high: float, **options) -> Expectation:
     """`low` <= value <= `high` (`strict_min=True` excludes `low`); a null is not checked here."""
+    import great_expectations.expectations as gxe
+
     return gxe.ExpectColumnValuesToBeBetween(column=column, min_value=low, max_value=high, **options)
 
 
 def balance(total: str, *parts: str) -> Expectation:
     """`total` = sum of `parts`, checked as parts + (-total) = 0."""
+    import great_expectations.expectations as gxe
+
     return gxe.ExpectMulticolumnSumToEqual(column_list=[*parts, f"-{total}"], sum_total=0)
 
 
 def one_of(column: str, values: Iterable[str], **options) -> Expectation:
     """A code from the contract's list; a null is not checked here."""
+    import great_expectations.expectations as gxe
+
     return gxe.ExpectColumnValuesToBeInSet(column=column, value_set=list(values), **options)
 
 
-SUITES: dict[str, Suite] = {s.stream.name: s for s in (
-    suite(cc.CC_SERVICES, one_of("status", STATUSES, severity=WARNING)),
-    suite(cc.CC_GROUPS, one_of("status", STATUSES, severity=WARNING),
-          one_of("channel_type", CHANNEL_TYPES, severity=WARNING)),
-    suite(cc.CC_AGENTS),
-    suite(cc.SERVICE_GROUP_INTERVALS,
-          after("interval_end", "interval_start"),
-          non_negative("not_unique_received", "not_unique_treated", "not_unique_missed",
-                       "received_calls", "treated_calls", "miss_calls", "aht_ms", "post_processing_ms"),
-          balance("not_unique_received", "not_unique_treated", "not_unique_missed"),
-          balance("received_calls", "treated_calls", "miss_calls"),
-          not_before("not_unique_received", "received_calls"),
-          not_before("not_unique_treated", "treated_calls"),
-          not_before("not_unique_missed", "miss_calls")),
-    suite(cc.AGENT_STATUS_INTERVALS, not_before("ended_at", "started_at")),
-    suite(cc.AGENT_LOGINS, not_before("logout_at", "login_at"), non_negative("duration_ms")),
-    suite(cc.AGENT_CALLS, not_before("ended_at", "started_at"), non_negative("duration_ms")),
-    suite(cc.AGENT_CHAT_WORK_TIME, within("work_time_ms", 0, DAY_MS)),
-    suite(cc.ONLINE_AGENT_STATUS),
-    suite(cc.ONLINE_GROUP_LOAD,
-          non_negative("call_number", "operator_number", "call_received", "aht_ms", "awt_ms",
-                       "call_answered", "call_answered_tst", "call_processing")),
-    suite(onec.DEPARTMENTS),
-    suite(onec.EMPLOYEES,
-          gxe.ExpectColumnValuesToNotBeNull(column="start_work"),
-          not_before("finish_work", "start_work", ignore_row_if="either_value_is_missing", severity=WARNING),
-          within("rate", 0, 2, strict_min=True, severity=WARNING),
-          within("norm_week", 0, 60, strict_min=True, severity=WARNING)),
-    suite(onec.VACATION_BALANCES, within("vacation_days", -100, 200, severity=WARNING)),
-    suite(onec.NORM_HOURS, non_negative("norm_hours"), not_before("period_end", "period_start")),
-    suite(onec.TIMESHEET_DAYS, within("hours", 0, 24), one_of("time_type", TIME_TYPES)),
-    suite(onec.TIMESHEET_SUMMARIES, non_negative("half1_days", "half1_hours", "half2_days", "half2_hours")),
-    suite(planning.PLANNED_SHIFTS, after("shift_end", "shift_start"), within("unpaid_break_minutes", 0, 720)),
-)}
+SUITES: dict[str, Suite]   # bound by the first `SUITES` read (`__getattr__` below), then an ordinary dict
+
+
+def __getattr__(name: str) -> Any:
+    """`SUITES`, built on first use: that imports Great Expectations (seconds)."""
+    if name != "SUITES":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    with _BUILD_LOCK:
+        if "SUITES" not in globals():
+            globals()["SUITES"] = _suites()
+    return globals()["SUITES"]
+
+
+def _suites() -> dict[str, Suite]:
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.metadata_types import FailureSeverity
+
+    WARNING = FailureSeverity.WARNING  # noqa: N806  (the severity's name in the rules below)
+
+    return {s.stream.name: s for s in (
+        suite(cc.CC_SERVICES, one_of("status", STATUSES, severity=WARNING)),
+        suite(cc.CC_GROUPS, one_of("status", STATUSES, severity=WARNING),
+              one_of("channel_type", CHANNEL_TYPES, severity=WARNING)),
+        suite(cc.CC_AGENTS),
+        suite(cc.SERVICE_GROUP_INTERVALS,
+              after("interval_end", "interval_start"),
+              non_negative("not_unique_received", "not_unique_treated", "not_unique_missed",
+                           "received_calls", "treated_calls", "miss_calls", "aht_ms", "post_processing_ms"),
+              balance("not_unique_received", "not_unique_treated", "not_unique_missed"),
+              balance("received_calls", "treated_calls", "miss_calls"),
+              not_before("not_unique_received", "received_calls"),
+              not_before("not_unique_treated", "treated_calls"),
+              not_before("not_unique_missed", "miss_calls")),
+        suite(cc.AGENT_STATUS_INTERVALS, not_before("ended_at", "started_at")),
+        suite(cc.AGENT_LOGINS, not_before("logout_at", "login_at"), non_negative("duration_ms")),
+        suite(cc.AGENT_CALLS, not_before("ended_at", "started_at"), non_negative("duration_ms")),
+        suite(cc.AGENT_CHAT_WORK_TIME, within("work_time_ms", 0, DAY_MS)),
+        suite(cc.ONLINE_AGENT_STATUS),
+        suite(cc.ONLINE_GROUP_LOAD,
+              non_negative("call_number", "operator_number", "call_received", "aht_ms", "awt_ms",
+                           "call_answered", "call_answered_tst", "call_processing")),
+        suite(onec.DEPARTMENTS),
+        suite(onec.EMPLOYEES,
+              gxe.ExpectColumnValuesToNotBeNull(column="start_work"),
+              not_before("finish_work", "start_work", ignore_row_if="either_value_is_missing", severity=WARNING),
+              within("rate", 0, 2, strict_min=True, severity=WARNING),
+              within("norm_week", 0, 60, strict_min=True, severity=WARNING)),
+        suite(onec.VACATION_BALANCES, within("vacation_days", -100, 200, severity=WARNING)),
+        suite(onec.NORM_HOURS, non_negative("norm_hours"), not_before("period_end", "period_start")),
+        suite(onec.TIMESHEET_DAYS, within("hours", 0, 24), one_of("time_type", TIME_TYPES)),
+        suite(onec.TIMESHEET_SUMMARIES, non_negative("half1_days", "half1_hours", "half2_days", "half2_hours")),
+        suite(planning.PLANNED_SHIFTS, after("shift_end", "shift_start"), within("unpaid_break_minutes", 0, 720)),
+    )}
