@@ -1,4 +1,4 @@
-"""The process the crash scenario kills: a sync or a push that SIGKILLs itself at a named point.
+"""The process the crash scenarios kill: a sync, a push or `wfm migrate` that SIGKILLs itself at a named point.
 
     python -m tests.chaos.crash_driver sync agent_logins,agent_status_intervals --point commit --after 3
     python -m tests.chaos.crash_driver push 2026-11-01 --point push --after 2

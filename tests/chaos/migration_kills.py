@@ -37,11 +37,12 @@ from pathlib import Path
 import psycopg
 
 from . import Outcome
+from .crash_driver import MIGRATION_POINTS
 from .crashes import Driver
 from .lab import fresh_database
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
-POINTS = ("migration-statement", "migration-transaction", "before-lake", "lake-move", "timer")
+POINTS = MIGRATION_POINTS + ("timer",)
 
 
 def migration_kills(server: str, kills: int = 5, seed: int = 0) -> Outcome:
