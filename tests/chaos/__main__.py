@@ -1,7 +1,8 @@
 """`make chaos`: every chaos scenario with larger counts, then the figures table.
 
     python -m tests.chaos [--days 7] [--agents 40] [--passes 10] [--kills 27] [--fact-storms 3]
-        [--db-trials 6] [--burst 2000] [--cli-processes 12]
+        [--db-trials 6] [--burst 2000] [--cli-processes 12] [--outages 12] [--sites 3]
+        [--migration-kills 15]
 
 Uses `WFM_TEST_DATABASE_URL` when set, an embedded PostgreSQL otherwise, and a temporary
 Prefect API. The exit code is 1 when any scenario found a problem (each is listed).
@@ -21,12 +22,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from . import Outcome  # noqa: E402
 from .bad_input import bad_input  # noqa: E402
+from .connections import connections_down  # noqa: E402
 from .crashes import crashes  # noqa: E402
 from .database_faults import database_faults  # noqa: E402
 from .facts import lost_answers  # noqa: E402
 from .hanging import hanging_source  # noqa: E402
 from .injection import _attempts  # noqa: E402
 from .lab import postgres_server, prefect_api  # noqa: E402
+from .migration_kills import migration_kills  # noqa: E402
 from .receiver_load import receiver_burst  # noqa: E402
 from .secret_leaks import secret_leaks  # noqa: E402
 from .source_faults import STREAMS, source_faults  # noqa: E402
@@ -43,6 +46,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--burst", type=int, default=2000, help="status events in the receiver's burst")
     parser.add_argument("--only", default="", help="run only the scenarios whose key contains this (e.g. source)")
     parser.add_argument("--cli-processes", type=int, default=12, help="CLI cases run through the real `wfm`")
+    parser.add_argument("--outages", type=int, default=12, help="passes with one connection down (2 rounds of 6)")
+    parser.add_argument("--sites", type=int, default=3, help="simulated sites (2 connections each) of the outages")
+    parser.add_argument("--migration-kills", type=int, default=15, help="`wfm migrate` SIGKILLs (3 rounds of 5 points)")
     args = parser.parse_args(argv)
     server = postgres_server()
     scenarios = {
@@ -57,6 +63,8 @@ def main(argv: list[str]) -> int:
         "receiver": lambda: receiver_burst(server, events=args.burst),
         "secrets": lambda: secret_leaks(server, days=2),
         "injection": lambda: _attempts(server),
+        "migrations": lambda: migration_kills(server, kills=args.migration_kills),
+        "connections": lambda: connections_down(server, passes=args.outages, sites=args.sites),
     }
     chosen = [(key, run) for key, run in scenarios.items() if args.only in key]
     outcomes = []

@@ -1,9 +1,10 @@
-"""The process the crash scenario kills: a sync or a push that SIGKILLs itself at a named point.
+"""The process the crash scenarios kill: a sync, a push or `wfm migrate` that SIGKILLs itself at a named point.
 
     python -m tests.chaos.crash_driver sync agent_logins,agent_status_intervals --point commit --after 3
     python -m tests.chaos.crash_driver push 2026-11-01 --point push --after 2
     python -m tests.chaos.crash_driver facts - --point fact-stored --after 3       # confirmed deviations
     python -m tests.chaos.crash_driver sync agent_logins --point timer --after 1.7   # seconds
+    python -m tests.chaos.crash_driver migrate - --point lake-move --after 5   # `wfm migrate`, 5th file moved
     python -m tests.chaos.crash_driver --serve    # one forked run per JSON line on stdin (the scenario)
 
 The product code is untouched: the driver wraps the public functions the engine looks up at
@@ -14,6 +15,7 @@ run that was too short for it.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -75,6 +77,68 @@ def _timer(seconds: float) -> None:
     timer.start()
 
 
+MIGRATION_POINTS = ("migration-statement", "migration-transaction", "before-lake", "lake-move")
+
+
+def in_migrations(point: str, n: int, counts: dict[str, int]) -> None:
+    """Count (and on `point` kill at number `n`) the statements every registered migration runs inside
+    its transaction — killed just after one ran — and the migrations themselves, killed once one's step
+    ran, before its version is recorded and committed."""
+    import psycopg
+
+    from engine import schema
+
+    inside = [False]
+
+    def step(apply: Callable) -> Callable:
+        def wrapped(conn):
+            inside[0] = True
+            try:
+                apply(conn)
+            finally:
+                inside[0] = False
+            counts["migrations"] += 1
+            if point == "migration-transaction" and counts["migrations"] == n:
+                die()
+        return wrapped
+
+    schema.MIGRATIONS = tuple(dataclasses.replace(m, apply=step(m.apply)) for m in schema.MIGRATIONS)
+    real = psycopg.Connection.execute
+
+    def execute(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        if inside[0]:
+            counts["statements"] += 1
+            if point == "migration-statement" and counts["statements"] == n:
+                die()
+        return result
+
+    psycopg.Connection.execute = execute  # type: ignore[method-assign]
+
+
+def arm_migrate(point: str, after: float) -> dict[str, int]:
+    """The kill of `wfm migrate` at one point ("count": none); the counts of what it did."""
+    from engine import migrations, schema
+
+    counts = {"migrations": 0, "statements": 0, "moves": 0}
+    in_migrations(point, int(after), counts)
+    real_move = migrations._move
+
+    def move(*args):
+        counts["moves"] += 1
+        moved = real_move(*args)
+        if point == "lake-move" and counts["moves"] == int(after):
+            die()                        # this file renamed, the rest of the lake still in the old layout
+        return moved
+
+    migrations._move = move
+    if point == "before-lake":
+        on_call(schema, "migrate_lake", 1, "before")      # every migration committed, no file moved
+    elif point == "timer":
+        _timer(after)
+    return counts
+
+
 def arm(point: str, after: float) -> None:
     """Install the kill for one named point."""
     from connectors import http, onec
@@ -98,6 +162,8 @@ def arm(point: str, after: float) -> None:
 def run(work: str, target: str, point: str, after: float) -> None:
     """Arm the kill, then sync the streams (incremental), push the schedules since a day, or push
     the confirmed deviations."""
+    if work == "migrate":
+        return migrate(point, after)
     arm(point, after)
     if work == "sync":
         from flows.sync import sync
@@ -113,14 +179,33 @@ def run(work: str, target: str, point: str, after: float) -> None:
         push_schedules(dt.date.fromisoformat(target))
 
 
+def migrate(point: str, after: float) -> None:
+    """`wfm migrate`, as the command line runs it, killed at `point`; with `WFM_CHAOS_COUNTS` set, what
+    it did is written there as JSON."""
+    from typer.main import get_command
+
+    from wfm.cli import app
+
+    counts = arm_migrate(point, after)
+    try:
+        get_command(app).main(["migrate"], prog_name="wfm", standalone_mode=False)
+    finally:
+        if os.environ.get("WFM_CHAOS_COUNTS"):
+            with open(os.environ["WFM_CHAOS_COUNTS"], "w") as out:
+                json.dump(counts, out)
+
+
 def serve() -> None:
     """Fork one run per JSON line on stdin; answer each with a line holding its exit code.
 
     Importing Prefect and Great Expectations costs seconds; forking this process after the
     imports makes a trial cost only its run. Nothing here has started a thread yet.
     """
+    import engine.schema  # noqa: F401
     import flows.push  # noqa: F401  (the imports every run needs, paid once)
     import flows.sync  # noqa: F401
+    import wfm.cli  # noqa: F401
+    import wfm.commands  # noqa: F401
 
     for line in sys.stdin:
         order = json.loads(line)

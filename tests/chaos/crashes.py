@@ -141,6 +141,10 @@ class Driver:
         work, target = ("push", PUSH_SINCE.isoformat()) if point == "push" else \
             ("facts", "-") if point in FACT_POINTS else ("sync", ",".join(STREAMS))
         env = {k: v for k, v in wfm_variables(sim, db, lake).items() if v is not None}
+        return self.run(work, target, point, after, env)
+
+    def run(self, work: str, target: str, point: str, after: float, env: dict[str, str]) -> bool:
+        """One forked run of `work` with `env` added, killed at `point`; True if it was."""
         order = {"work": work, "target": target, "point": point, "after": after, "env": env}
         self.process.stdin.write(json.dumps(order) + "\n")
         self.process.stdin.flush()
