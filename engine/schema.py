@@ -43,6 +43,7 @@ class Migration:
 # numbered steps after the baseline, oldest first; never renumber or edit one that has shipped
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "connections", migrations.own_pulled),    # every row knows its connection (source/site)
+    Migration(2, "sites", migrations.own_pushed),          # plans, deviations, outbox, pushed statuses too
 )
 
 _ensured: set[tuple[str, str | None]] = set()
