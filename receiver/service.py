@@ -310,8 +310,17 @@ def create_app(database_url: str, spool_path: Path, replay_every: float = 5.0, g
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"spool_waiting": spool.waiting()})
 
+    def prepare() -> None:
+        """Migrate and create the tables before the first push (a database down now: on the first save)."""
+        try:
+            ensure_tables(database_url)
+            ready.set()
+        except (psycopg.Error, OSError) as exc:
+            log.warning("tables not ensured at start, the database is unavailable: %s", type(exc).__name__)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
+        await run_in_threadpool(prepare)
         thread = threading.Thread(target=replay_loop, name="status-spool-replay", daemon=True)
         thread.start()
         try:
