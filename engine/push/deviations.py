@@ -209,7 +209,7 @@ def build_deviations(database_url: str, lake_path: str, first: dt.date, last: dt
     """
     out: dict[str, int | str] = {}
     unplaced: dict[str, str] = {}
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(database_url, autocommit=True) as conn:    # each site's rebuild: a transaction of its own
         ensure_tables(conn)
         for pairing in sites:
             if pairing[1] is None or pairing[2] is None:
