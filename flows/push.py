@@ -2,6 +2,9 @@
 
 Both go through the outbox (`engine.push.outbox`): content is offered, rows are claimed
 (pending → sending, committed) before the call and settled (→ sent | refused) after it.
+Both run site by site (`Settings.pairings()`, or the sites named): a site's rows go to its own 1C
+connection only; a site that fails (its 1C down, refusals) fails alone, its rows stay in the
+outbox, and the flow raises at the end naming each failed site.
 
 - Schedules are idempotent per employee-month in 1C, so a row left `sending` by a crash, or
   whose answer never came, is simply sent again; only months whose content hash changed are
