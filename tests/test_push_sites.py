@@ -131,6 +131,12 @@ def test_each_site_s_schedules_reach_its_own_1c_once(fleet, database_url):
     assert posts(north, "/sendSchedule") == posts(south, "/sendSchedule") == 1
     only_south = push_schedules(SINCE, sites=["south"])
     assert only_south == {"unchanged": 1}
+    from typer.testing import CliRunner
+
+    from wfm.cli import app
+    shown = CliRunner().invoke(app, ["outbox", "--site", "north"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "north" in shown.output and "south" not in shown.output, shown.output
+    assert "totals: schedule sent 1" in shown.output, shown.output
     with pytest.raises(ValueError, match="no site named 'east'"):
         push_schedules(SINCE, sites=["east"])
 
