@@ -1,7 +1,7 @@
 """The numbered migrations of `engine/schema.py`, and the lake's layout that goes with them.
 
 Versions 1 (connections: what the sync lands) and 2 (sites: plans, deviations, the outbox, the
-pushed statuses; written, registered with the push-back per site): rows from before connections
+pushed statuses of the receiver): rows from before connections
 belonged to the one contact center and the one 1C base the WFM_* variables named, the connection
 and site `default`. Every table gets its owner column first in its key — `source` (the
 connection) for what a source system sent, `site` for what is built per site (the agent map,
@@ -203,9 +203,24 @@ def own_pulled(conn: psycopg.Connection) -> None:
     _owners(conn, _pulled)
 
 
+# indexes whose columns gain the owner with version 2: (schema, table, old name, new name, new definition)
+PUSHED_INDEXES = (
+    (META, "push_outbox", "push_outbox_open", "push_outbox_site_open",
+     "(site, kind, state) WHERE state IN ('pending', 'sending')"),
+    ("wfm", "pushed_status_events", "pushed_status_events_worker", "pushed_status_events_source_worker",
+     "(source, worker_id, action_time)"),
+)
+
+
 def own_pushed(conn: psycopg.Connection) -> None:
-    """Migration 2 (sites): plans, deviations, the outbox and the pushed statuses get theirs."""
+    """Migration 2 (sites): plans, deviations, the outbox and the pushed statuses get theirs, and
+    the indexes that find a worker's events or the open outbox rows lead with it."""
     _owners(conn, _pushed)
+    for schema, table, old, new, definition in PUSHED_INDEXES:
+        if table in _tables(conn, schema):
+            conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(schema, old)))
+            conn.execute(sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} " + definition).format(
+                sql.Identifier(new), sql.Identifier(schema, table)))
 
 
 def own_state(conn: psycopg.Connection, names: dict[str, list[str]] | None = None) -> None:

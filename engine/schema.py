@@ -5,7 +5,7 @@ windows, watermarks, quarantine, the lake's to-do list, check results, holds, wa
 state changes),
 `landing/warehouse.py` (one table per stream in schema `wfm`, from its declaration),
 `push/outbox.py`, `push/webhooks.py`, `push/deviations.py`. (The status-push receiver, a service of
-its own, creates its two tables itself: `receiver/service.py`.)
+its own, creates its two tables itself, after `ensure`: `receiver/service.py`.)
 
 `migrate` runs the baseline — every owner's idempotent DDL, which also adds the columns that
 earlier releases lacked — then each numbered `Migration` not yet recorded in
@@ -43,6 +43,7 @@ class Migration:
 # numbered steps after the baseline, oldest first; never renumber or edit one that has shipped
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "connections", migrations.own_pulled),    # every row knows its connection (source/site)
+    Migration(2, "sites", migrations.own_pushed),          # plans, deviations, outbox, pushed statuses too
     Migration(3, "state per connection", migrations.own_state),   # anomalies, watermark changes, roster by name
 )
 

@@ -2,6 +2,9 @@
 
 Both go through the outbox (`engine.push.outbox`): content is offered, rows are claimed
 (pending → sending, committed) before the call and settled (→ sent | refused) after it.
+Both run site by site (`Settings.pairings()`, or the sites named): a site's rows go to its own 1C
+connection only; a site that fails (its 1C down, refusals) fails alone, its rows stay in the
+outbox, and the flow raises at the end naming each failed site.
 
 - Schedules are idempotent per employee-month in 1C, so a row left `sending` by a crash, or
   whose answer never came, is simply sent again; only months whose content hash changed are
@@ -25,6 +28,7 @@ import psycopg
 from prefect import flow, get_run_logger
 
 from connectors import onec
+from connectors.config.connections import DEFAULT
 from connectors.errors import AuthenticationFailed, SourceDeferred, SourceError, SourceRejected
 from connectors.http import SourceClient
 from connectors.settings import ONEC
@@ -34,7 +38,7 @@ from engine.landing.window import client_for
 from engine.push import outbox, webhook_outbox
 from engine.push.deviations import CODES, confirmed
 from engine.push.schedules import schedule_months
-from engine.settings import resolve_settings
+from engine.settings import NotConfigured, Settings, resolve_settings
 from tasks.derived import build_agent_employee_map, build_deviations
 from tasks.webhooks import deliver_after_run
 
@@ -47,10 +51,11 @@ class PushFailed(RuntimeError):
     """Some rows could not be delivered this run; they stay in the outbox for the next one."""
 
 
-def _lock(conn: psycopg.Connection, kind: str) -> None:
-    """One push run per kind at a time (session lock, released when the connection closes)."""
-    if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (f"wfm-push-{kind}",)).fetchone()[0]:
-        raise PushFailed(f"another push of {kind}s is running")
+def _lock(conn: psycopg.Connection, kind: str, site: str = DEFAULT) -> None:
+    """One push run per kind and site at a time (session lock, released when the connection closes)."""
+    key = f"wfm-push-{kind}" if site == DEFAULT else f"wfm-push-{kind}-{site}"
+    if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (key,)).fetchone()[0]:
+        raise PushFailed(f"another push of {kind}s is running" + ("" if site == DEFAULT else f" for site {site}"))
 
 
 def _tell_refusals(conn: psycopg.Connection, database_url: str, kind: str) -> None:
@@ -59,35 +64,81 @@ def _tell_refusals(conn: psycopg.Connection, database_url: str, kind: str) -> No
         deliver_after_run(database_url)
 
 
+def chosen_sites(settings: Settings, sites: list[str] | None) -> list[tuple[str, str]]:
+    """(site, 1C connection) of every site with a 1C base, or of the sites named (an unknown name is an error)."""
+    paired = {site: onec_name for site, _, onec_name in settings.pairings()}
+    unknown = [s for s in sites or [] if s not in paired]
+    if unknown:
+        raise ValueError(f"no site named {', '.join(map(repr, unknown))}; known: {', '.join(paired) or 'none'}")
+    return [(site, onec_name) for site, onec_name in paired.items()
+            if onec_name is not None and (not sites or site in sites)]
+
+
+def _none_configured(settings: Settings) -> list[tuple[str, str]]:
+    """No site has a 1C base: the error says how to configure one."""
+    settings.source(ONEC)        # raises NotConfigured with the hint
+    return []
+
+
+def _per_site(what: str, chosen: list[tuple[str, str]], push_one) -> dict:
+    """Run `push_one(site, 1C connection)` for every site; one site's failure stops that site only.
+    Returns the summed tally; raises `PushFailed` at the end naming each failed site."""
+    tally: dict[str, int] = defaultdict(int)
+    failed: dict[str, str] = {}
+    for site, onec_name in chosen:
+        try:
+            for key, value in push_one(site, onec_name).items():
+                tally[key] += value
+        except (PushFailed, SourceError, NotConfigured) as exc:
+            failed[site] = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if failed:
+        raise PushFailed(f"{what} of {len(failed)} of {len(chosen)} site(s) not delivered, left in the outbox: "
+                         + "; ".join(f"{site}: {why}" for site, why in failed.items()))
+    return dict(tally)
+
+
 @flow(name="push-schedules")
-def push_schedules(since: dt.date | None = None, until: dt.date | None = None, retry_refused: bool = False) -> dict:
-    """Send every changed employee-month of planned shifts from `since` (default: the previous month)."""
-    logger = get_run_logger()
+def push_schedules(since: dt.date | None = None, until: dt.date | None = None, retry_refused: bool = False,
+                   sites: list[str] | None = None) -> dict:
+    """Send every changed employee-month of planned shifts from `since` (default: the previous month),
+    each site's to its own 1C base (every site with one, or those named by `sites`)."""
     settings = resolve_settings()
     schema.ensure(settings.database_url)
-    client = client_for(settings.source(ONEC))
     today = dt.datetime.now(UTC).date()
     since = since or (today.replace(day=1) - dt.timedelta(days=1)).replace(day=1)
     if until is not None and until < since:
         raise ValueError(f"until {until} is before since {since}")
+    chosen = chosen_sites(settings, sites) or _none_configured(settings)
+    out = _per_site("schedules", chosen, lambda site, onec_name: _push_site_schedules(
+        settings, site, onec_name, since, until, retry_refused))
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        _tell_refusals(conn, settings.database_url, "schedule")
+    return out
+
+
+def _push_site_schedules(settings: Settings, site: str, onec_name: str, since: dt.date, until: dt.date | None,
+                         retry_refused: bool) -> dict:
+    """One site's schedules, to its 1C base only."""
+    logger = get_run_logger()
+    client = client_for(settings.source(ONEC, onec_name))
     if (window := client.in_maintenance()) is not None:
-        logger.warning("schedules deferred: 1C is in its maintenance window %s", window)
+        logger.warning("schedules of site %s deferred: 1C is in its maintenance window %s", site, window)
         return {"deferred": 1}
     tally: dict[str, int] = defaultdict(int)
     failures: list[str] = []
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         outbox.ensure_outbox(conn)
-        _lock(conn, "schedule")
-        for entry in outbox.entries(conn, "schedule", ("sending",)):
+        _lock(conn, "schedule", site)
+        for entry in outbox.entries(conn, "schedule", ("sending",), site):
             outbox.settle(conn, entry, "pending", "the answer was lost; sendSchedule is idempotent, sending again")
         unplaced = []
-        for month in schedule_months(conn, since, until):
+        for month in schedule_months(conn, since, until, site, onec_name):
             state = outbox.offer(conn, "schedule", month.employee_id, month.month, month.payload, month.content_hash,
-                                 month.skipped, retry_refused, month.refused)
+                                 month.skipped, retry_refused, month.refused, site)
             tally[f"offered_{state}" if state else "unchanged"] += 1
             if month.refused:
                 unplaced.append(f"employee {month.employee_id} {month.month}: {month.refused}")
-        for entry in outbox.entries(conn, "schedule", ("pending",)):
+        for entry in outbox.entries(conn, "schedule", ("pending",), site):
             if not outbox.claim(conn, entry):
                 continue
             try:
@@ -105,8 +156,7 @@ def push_schedules(since: dt.date | None = None, until: dt.date | None = None, r
             state = "sent" if result.accepted else "refused"
             outbox.settle(conn, entry, state, result.message)
             tally[state] += 1
-        _tell_refusals(conn, settings.database_url, "schedule")
-    logger.info("schedules: %s", dict(tally))
+    logger.info("schedules of site %s: %s", site, dict(tally))
     for line in unplaced:
         logger.warning("schedule not sent — %s", line)
     if failures:
@@ -153,10 +203,11 @@ def judge(before: dict[str, float] | None, after: dict[str, float]) -> tuple[str
     return None, f"the timesheet changed unexpectedly ({delta}); check the day in 1C"
 
 
-def resolve_sending(conn: psycopg.Connection, client: SourceClient, settle_after: float) -> dict[str, int]:
-    """Resolve `sending` facts old enough from 1C's timesheet; unreadable → they stay `sending`."""
+def resolve_sending(conn: psycopg.Connection, client: SourceClient, settle_after: float,
+                    site: str = DEFAULT) -> dict[str, int]:
+    """Resolve a site's `sending` facts old enough from its 1C's timesheet; unreadable → they stay `sending`."""
     cutoff = dt.datetime.now(UTC) - dt.timedelta(seconds=settle_after)
-    stuck = [e for e in outbox.entries(conn, "fact", ("sending",)) if e.sending_at and e.sending_at <= cutoff]
+    stuck = [e for e in outbox.entries(conn, "fact", ("sending",), site) if e.sending_at and e.sending_at <= cutoff]
     tally: dict[str, int] = defaultdict(int)
     if not stuck:
         return tally
@@ -195,28 +246,41 @@ def _send_fact(conn: psycopg.Connection, client: SourceClient, entry: outbox.Ent
 
 
 @flow(name="push-deviations")
-def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool = True) -> dict:
-    """Send each confirmed deviation to 1C exactly once, after resolving earlier lost answers."""
+def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool = True,
+                    sites: list[str] | None = None) -> dict:
+    """Send each confirmed deviation to its site's 1C base exactly once, after resolving earlier lost
+    answers (every site with a 1C base, or those named by `sites`)."""
     if settle_after_seconds < 0:        # a negative age would judge a send 1C may still be working on
         raise ValueError(f"settle_after_seconds {settle_after_seconds:g} is negative")
-    logger = get_run_logger()
     settings = resolve_settings()
     schema.ensure(settings.database_url)
-    client = client_for(settings.source(ONEC))
+    chosen = chosen_sites(settings, sites) or _none_configured(settings)
+    out = _per_site("deviations", chosen, lambda site, onec_name: _push_site_deviations(
+        settings, site, onec_name, settle_after_seconds, require_schedule))
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        _tell_refusals(conn, settings.database_url, "fact")
+    return {k: v for k, v in out.items() if v}
+
+
+def _push_site_deviations(settings: Settings, site: str, onec_name: str, settle_after_seconds: float,
+                          require_schedule: bool) -> dict:
+    """One site's confirmed deviations, to its 1C base only."""
+    logger = get_run_logger()
+    client = client_for(settings.source(ONEC, onec_name))
     if (window := client.in_maintenance()) is not None:   # nothing claimed, nothing read: all stays pending
-        logger.warning("deviations deferred: 1C is in its maintenance window %s", window)
+        logger.warning("deviations of site %s deferred: 1C is in its maintenance window %s", site, window)
         return {"deferred": 1}
     tally: dict[str, int] = defaultdict(int)
     with psycopg.connect(settings.database_url, autocommit=True) as conn:
         outbox.ensure_outbox(conn)
-        _lock(conn, "fact")
-        tally.update(resolve_sending(conn, client, settle_after_seconds))
-        for item in confirmed(conn):
+        _lock(conn, "fact", site)
+        tally.update(resolve_sending(conn, client, settle_after_seconds, site))
+        for item in confirmed(conn, site):
             outbox.offer(conn, "fact", item["employee_id"], item["work_date"].isoformat(), item["payload"],
-                         item["content_hash"])
-        ready, held = set(outbox.sent_schedules(conn)), 0
+                         item["content_hash"], site=site)
+        ready, held = set(outbox.sent_schedules(conn, site)), 0
         pending = []
-        for entry in outbox.entries(conn, "fact", ("pending",)):
+        for entry in outbox.entries(conn, "fact", ("pending",), site):
             if require_schedule and (entry.employee_id, entry.period[:7]) not in ready:
                 outbox.note(conn, entry, f"waiting: 1C does not hold this WFM's schedule of {entry.period[:7]}, "
                                          "so it would compare the fact with another plan")
@@ -232,31 +296,34 @@ def push_deviations(settle_after_seconds: float = 120.0, require_schedule: bool 
             absent = sorted(set(WHOLE_DAY_ABSENCES) & set(sheet))
             if absent:
                 outbox.offer(conn, "fact", entry.employee_id, entry.period, entry.payload, entry.content_hash,
-                             f"1C shows {'/'.join(absent)} for the day: a deviation on an absence is not sent")
+                             f"1C shows {'/'.join(absent)} for the day: a deviation on an absence is not sent",
+                             site=site)
                 tally["skipped"] += 1
                 continue
             outcome = _send_fact(conn, client, entry, sheet)
             tally[outcome] += 1
         if tally["sending"] and settle_after_seconds <= 0:
-            for key, value in resolve_sending(conn, client, 0).items():
+            for key, value in resolve_sending(conn, client, 0, site).items():
                 tally[key] += value
         tally["waiting_for_schedule"] = held
-        _tell_refusals(conn, settings.database_url, "fact")
-    logger.info("deviations: %s", dict(tally))
-    return {k: v for k, v in tally.items() if v}
+    logger.info("deviations of site %s: %s", site, dict(tally))
+    return dict(tally)
 
 
 @flow(name="build-deviations")
-def deviations(start: dt.date | None = None, end: dt.date | None = None) -> dict:
-    """Rebuild the deviations of [start, end] (default: the last 31 days up to yesterday)."""
+def deviations(start: dt.date | None = None, end: dt.date | None = None, sites: list[str] | None = None) -> dict:
+    """Rebuild the deviations of [start, end] (default: the last 31 days up to yesterday), of every
+    site or of those named by `sites`, each inside its own pairing."""
     settings = resolve_settings()
     schema.ensure(settings.database_url)
     end = end or dt.datetime.now(UTC).date() - dt.timedelta(days=1)
     start = start or end - dt.timedelta(days=30)
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}")
+    names = {site for site, _ in chosen_sites(settings, sites)}
+    pairings = [p for p in settings.pairings() if p[0] in names]
     if derived.map_stale(settings.database_url):   # the personnel changed since the map was built
         build_agent_employee_map(settings.database_url, settings.lake_path, settings.pairings())
     if (reason := derived.unmapped_reason(settings.database_url)) is not None:
         raise derived.DerivedMissing(reason)
-    return build_deviations(settings.database_url, settings.lake_path, start, end)
+    return build_deviations(settings.database_url, settings.lake_path, start, end, pairings)

@@ -72,7 +72,8 @@ def test_a_planning_export_lands_once_quarantines_by_row_and_publishes_the_lake(
     assert tuple(run[k] for k in counts) == (9, 1, 3, 5)
     assert run["file"]["ignored_columns"] == ["Комментарий"] and run["file"]["encoding"] == "cp1251"
     landed = dump(warehouse_env, "planned_shifts")
-    assert [(r[0], r[1].isoformat(), r[3]) for r in landed] == [
+    assert {r[0] for r in landed} == {"default"}          # the site of a plan imported without --site
+    assert [(r[1], r[2].isoformat(), r[4]) for r in landed] == [
         ("101", "2026-11-09T05:00:00+00:00", 45), ("102", "2026-11-09T09:00:00+00:00", 0),
         ("108", "2026-11-11T08:00:00+00:00", 0)]
     reasons = quarantined(warehouse_env)
@@ -82,7 +83,7 @@ def test_a_planning_export_lands_once_quarantines_by_row_and_publishes_the_lake(
     assert "ExpectColumnValuesToBeBetween(unpaid_break_minutes)" in reasons[6]
     assert reasons[7].startswith("row 7: field Перерыв:") and reasons[8].startswith("row 8: 2 field(s)")
     lake = duckdb.sql(f"SELECT employee_id, unpaid_break_minutes FROM read_parquet('{tmp_path}/lake/planned_shifts/"
-                      "*/*.parquet') ORDER BY 1").fetchall()
+                      "site=default/*/*.parquet') ORDER BY 1").fetchall()
     assert lake == [("101", 45), ("102", 0), ("108", 0)]
 
     again = bulk_import(path, "planned_shifts", MAPPING, chunk_rows=3)
@@ -139,6 +140,37 @@ def test_validate_reports_by_rule_with_rows_and_lands_nothing(warehouse_env, tmp
     assert orjson.loads((tmp_path / "report.json").read_bytes()) == orjson.loads(orjson.dumps(report, default=str))
     with psycopg.connect(warehouse_env) as conn:
         assert conn.execute("SELECT to_regclass('wfm.planned_shifts')").fetchone()[0] is None
+
+
+def test_a_plan_file_is_imported_for_its_site(warehouse_env, tmp_path, monkeypatch):
+    config = tmp_path / "wfm.toml"
+    config.write_text("".join(f"""
+[connections.cc-{s}]
+system = "contact_center"
+url = "http://cc-{s}.invalid/api"
+
+[connections.zup-{s}]
+system = "onec"
+url = "http://zup-{s}.invalid/zup"
+
+[sites.{s}]
+contact_center = "cc-{s}"
+onec = "zup-{s}"
+""" for s in ("north", "south")), encoding="utf-8")
+    monkeypatch.setenv("WFM_CONFIG", str(config))
+    clean = plan_file(tmp_path, [r for r in ROWS if r[0] == "102"], "clean.csv")
+    for site in ("north", "south"):
+        result, output = run("import", str(clean), "--stream", "planned_shifts", "--map", MAP_TEXT, "--site", site)
+        assert result.exit_code == 0, output
+    with psycopg.connect(warehouse_env) as conn:        # the same employee id, one plan row per site
+        assert conn.execute("SELECT site, employee_id FROM wfm.planned_shifts ORDER BY 1").fetchall() == [
+            ("north", "102"), ("south", "102")]
+    assert sorted(p.parent.parent.name for p in (tmp_path / "lake" / "planned_shifts").rglob("*.parquet")) == [
+        "site=north", "site=south"]
+    result, output = run("import", str(clean), "--stream", "planned_shifts", "--map", MAP_TEXT, "--site", "east")
+    assert one_line_error(output) == "error: --site 'east': no such site; known: north, south"
+    result, output = run("import", str(clean), "--stream", "employees", "--site", "north")
+    assert "--site is for a plan file" in one_line_error(output)
 
 
 def test_cli_import_then_validate_clean_and_dirty_files(warehouse_env, tmp_path):

@@ -1,5 +1,5 @@
-"""`wfm migrate` on a single-connection warehouse and lake built by the code before connections
-(tests/fixtures: `build_v0.py` run at 01d9275 — a synced simulated site, plans, outbox, deviations,
+"""`wfm migrate` on a single-connection warehouse and lake built by the code before connections and
+sites (versions 1 and 2; tests/fixtures: `build_v0.py` run at 01d9275 — a synced simulated site, plans, outbox, deviations,
 a quarantined record, drift, a hold — dumped with pg_dump, its lake as written then)."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 from engine import schema
 from engine.landing import roster
 from engine.migrations import PUSH_TABLES, SITE_TABLES, owner_column
+from engine.push import outbox
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -65,6 +66,37 @@ def lake_files(lake: Path) -> dict[str, int]:
     return {str(p.relative_to(lake)): p.stat().st_size for p in sorted(lake.rglob("*.parquet"))}
 
 
+def _owner_leads_every_key(conn: psycopg.Connection) -> None:
+    """Every table of schema `wfm` holds 'default' in its owner column, which leads its primary key."""
+    for (table,) in conn.execute("""SELECT table_name FROM information_schema.tables
+                                    WHERE table_schema = 'wfm'""").fetchall():
+        owner = owner_column(table)
+        values = conn.execute(f'SELECT DISTINCT {owner} FROM wfm."{table}"').fetchall()
+        assert values in ([("default",)], []), table
+        key = conn.execute("""SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
+                              AND a.attnum = i.indkey[0] WHERE i.indrelid = %s::regclass AND i.indisprimary""",
+                           (f'wfm."{table}"',)).fetchone()
+        assert key == (owner,), table
+
+
+def _pushed_side_is_owned(conn: psycopg.Connection) -> None:
+    """Version 2: the outbox's key and open-row index, and the receiver's worker index, lead with the owner."""
+    assert conn.execute("SELECT DISTINCT site FROM wfm_meta.push_outbox").fetchall() == [("default",)]
+    unique = conn.execute("""SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                             WHERE conrelid = 'wfm_meta.push_outbox'::regclass AND contype = 'u'""").fetchall()
+    assert unique == [("UNIQUE (site, kind, employee_id, period)",)]
+    indexes = dict(conn.execute("""SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN
+                                   ('push_outbox', 'pushed_status_events')""").fetchall())
+    assert "push_outbox_open" not in indexes and "pushed_status_events_worker" not in indexes
+    assert "(site, kind, state)" in indexes["push_outbox_site_open"]
+    assert "(source, worker_id, action_time)" in indexes["pushed_status_events_source_worker"]
+    assert conn.execute("SELECT count(*) FROM wfm.pushed_status_events").fetchone()[0] > 0
+    assert all(p.startswith(f"{owner_column(t)}=default") for t, p in conn.execute(
+        "SELECT table_name, partition FROM wfm_meta.check_results WHERE table_name = ANY(%s)", (list(PUSH_TABLES),)))
+    assert outbox.entries(conn, "schedule", outbox.STATES) == outbox.entries(conn, "schedule", outbox.STATES,
+                                                                             "default") != []
+
+
 def test_an_old_warehouse_and_lake_are_migrated_in_place_with_every_row_kept(database_url, tmp_path):
     lake = restore_v0(database_url, tmp_path)
     old_files = lake_files(lake)
@@ -73,20 +105,10 @@ def test_an_old_warehouse_and_lake_are_migrated_in_place_with_every_row_kept(dat
         before = snapshot(conn, columns)
         assert sum(map(len, before.values())) > 1500 and before["wfm_meta.push_outbox"]
         ran = schema.migrate(conn)
-        pulled = [f for f in old_files if f.split("/")[0] not in PUSH_TABLES]
-        assert {1, 3} <= {m.version for m in ran} and schema.migrate_lake(str(lake)) == len(pulled)
+        assert {1, 2, 3} <= {m.version for m in ran} and schema.migrate_lake(str(lake)) == len(old_files)
         assert kept(conn, columns) == before            # every row, every value kept
-        for (table,) in conn.execute("""SELECT table_name FROM information_schema.tables
-                                        WHERE table_schema = 'wfm'""").fetchall():
-            if table in PUSH_TABLES:
-                continue      # version 2
-            owner = owner_column(table)
-            values = conn.execute(f'SELECT DISTINCT {owner} FROM wfm."{table}"').fetchall()
-            assert values in ([("default",)], []), table
-            key = conn.execute("""SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid
-                                  AND a.attnum = i.indkey[0] WHERE i.indrelid = %s::regclass AND i.indisprimary""",
-                               (f'wfm."{table}"',)).fetchone()
-            assert key == (owner,), table
+        _owner_leads_every_key(conn)
+        _pushed_side_is_owned(conn)
         assert conn.execute("SELECT DISTINCT source FROM wfm_meta.watermarks").fetchall() == [("default",)]
         assert conn.execute("SELECT partition FROM wfm_meta.lake_pending ORDER BY 1").fetchall() == [
             ("source=default",), ("source=default/date=2026-11-10",)]
@@ -94,16 +116,40 @@ def test_an_old_warehouse_and_lake_are_migrated_in_place_with_every_row_kept(dat
             ("source=default/date=2026-11-10",)]
         partitions = dict(conn.execute("SELECT table_name, min(partition) FROM wfm_meta.check_results GROUP BY 1"))
         assert all(p.startswith("site=default" if t in SITE_TABLES else "source=default")
-                   for t, p in partitions.items() if t not in PUSH_TABLES)
+                   for t, p in partitions.items())
         assert schema.migrate(conn) == [] and schema.migrate_lake(str(lake)) == 0   # idempotent
         assert kept(conn, columns) == before
     new_files = lake_files(lake)
     assert sorted(new_files.values()) == sorted(old_files.values())
     for path in new_files:
         table, owner = path.split("/")[:2]
-        if table not in PUSH_TABLES:
-            assert owner == f"{owner_column(table)}=default" and path not in old_files, path
-    assert not [d for d in lake.rglob("date=*") if d.parent.parent == lake and d.parent.name not in PUSH_TABLES]
+        assert owner == f"{owner_column(table)}=default" and path not in old_files, path
+    assert {p.split("/")[0] for p in new_files} >= {"planned_shifts", "deviations"}
+    assert not [d for d in lake.rglob("date=*") if d.parent.parent == lake]
+
+
+def test_a_warehouse_at_version_1_gets_version_2_with_every_row_kept(database_url, tmp_path, monkeypatch):
+    lake = restore_v0(database_url, tmp_path)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        with monkeypatch.context() as release_1:           # the release before sites: version 1 only
+            release_1.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+            assert [m.version for m in schema.migrate(conn)] == [1]
+            pulled = schema.migrate_lake(str(lake))
+        assert conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'wfm_meta' "
+                            "AND table_name = 'push_outbox' AND column_name = 'site'").fetchone() == (0,)
+        columns = _columns(conn)
+        before = snapshot(conn, columns)
+        pushed_files = [f for f in lake_files(lake) if f.split("/")[0] in PUSH_TABLES]
+        assert pushed_files and all("=" not in f.split("/")[1] or f.split("/")[1].startswith("date=")
+                                    for f in pushed_files)
+        ran = schema.migrate(conn)
+        assert [m.version for m in ran][:1] == [2] and 2 in schema.applied(conn)
+        assert schema.migrate_lake(str(lake)) == len(pushed_files) and pulled > 0
+        assert kept(conn, columns) == before
+        _owner_leads_every_key(conn)
+        _pushed_side_is_owned(conn)
+        assert schema.migrate(conn) == [] and schema.migrate_lake(str(lake)) == 0 and kept(conn, columns) == before
+    assert all(f.split("/")[1] == "site=default" for f in lake_files(lake) if f.split("/")[0] in SITE_TABLES)
 
 
 def test_the_migrated_lake_reads_with_zero_options_in_four_readers(database_url, tmp_path):
@@ -128,7 +174,7 @@ def test_the_migrated_lake_reads_with_zero_options_in_four_readers(database_url,
 def test_a_crash_between_the_database_and_the_lake_is_repaired_by_the_next_call(database_url, tmp_path):
     lake = restore_v0(database_url, tmp_path)
     with psycopg.connect(database_url, autocommit=True) as conn:
-        assert 1 in {m.version for m in schema.migrate(conn)}       # then killed before the lake
+        assert {1, 2} <= {m.version for m in schema.migrate(conn)}       # then killed before the lake
         (lake / "cc_agents" / ".part-0.parquet.dead.tmp").write_bytes(b"half")
         assert schema.migrate(conn) == [] and schema.migrate_lake(str(lake)) > 0
     assert (lake / "cc_agents" / "source=default" / "part-0.parquet").is_file()
@@ -136,8 +182,8 @@ def test_a_crash_between_the_database_and_the_lake_is_repaired_by_the_next_call(
 
 def test_a_fresh_warehouse_records_the_versions_and_changes_nothing(database_url, tmp_path):
     with psycopg.connect(database_url, autocommit=True) as conn:
-        assert {1, 3} <= {m.version for m in schema.migrate(conn)}   # recorded; nothing to change
-        assert schema.applied(conn)[1] == "connections" and schema.applied(conn)[3] == "state per connection"
+        assert {1, 2, 3} <= {m.version for m in schema.migrate(conn)}   # recorded; nothing to change
+        assert {1: "connections", 2: "sites", 3: "state per connection"}.items() <= schema.applied(conn).items()
         assert schema.migrate(conn) == [] and schema.migrate_lake(str(tmp_path / "lake")) == 0
 
 

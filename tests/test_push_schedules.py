@@ -60,10 +60,10 @@ def plan(database_url: str, rows: list[tuple], replace: bool = False) -> None:
             if replace:
                 conn.execute("DELETE FROM wfm.planned_shifts")
             for emp, start, end, pause in rows:
-                conn.execute("""INSERT INTO wfm.planned_shifts (employee_id, shift_start, shift_end,
+                conn.execute("""INSERT INTO wfm.planned_shifts (site, employee_id, shift_start, shift_end,
                                 unpaid_break_minutes, source, _run_id, _extracted_at)
-                                VALUES (%s, %s, %s, %s, 'test', gen_random_uuid(), now())
-                                ON CONFLICT (employee_id, shift_start) DO UPDATE SET shift_end = EXCLUDED.shift_end,
+                                VALUES ('default', %s, %s, %s, %s, 'test', gen_random_uuid(), now())
+                                ON CONFLICT (site, employee_id, shift_start) DO UPDATE SET shift_end = EXCLUDED.shift_end,
                                 unpaid_break_minutes = EXCLUDED.unpaid_break_minutes""", (emp, start, end, pause))
 
 

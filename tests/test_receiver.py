@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import httpx
+import orjson
 import psycopg
 import pytest
 import uvicorn
@@ -237,3 +238,31 @@ def test_a_body_postgresql_cannot_hold_is_a_400_and_a_refused_spool_line_is_set_
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT count(*) FILTER (WHERE error IS NULL), count(*) "
                             "FROM wfm.pushed_status_events").fetchone() == (1, 3)
+
+
+def test_each_connection_pushes_to_its_own_path_and_its_worker_ids_pair_apart(database_url, tmp_path: Path):
+    from receiver.service import Spool
+
+    served = ServedApp(create_app(database_url, tmp_path / "spool.jsonl", connections=("default", "cc-north")))
+    try:
+        for body in change("7", None, "Work", T0):                        # the bare path: `default`
+            assert served.post(body).status_code == 200
+        for body in [*change("7", None, "Break", T0 + 60), *change("7", "Break", "Work", T0 + 120)]:
+            assert served.http.post("/cc-north" + PATH, json=body).status_code == 200
+        unknown = served.http.post("/cc-east" + PATH, json=event("7", 1, "Work", T0))
+        assert unknown.status_code == 404 and "cc-east" in unknown.json()["message"]
+        assert "\n" not in unknown.json()["message"] and "cc-north" in unknown.json()["message"]
+    finally:
+        served.close()
+    spool = Spool(tmp_path / "other-spool.jsonl")        # a spooled event keeps its connection
+    spool.append("00000000-0000-0000-0000-000000000007", "2026-11-18T09:00:00+00:00",
+                 orjson.dumps(event("7", 0, "Work", T0 + 600)).decode(), "cc-north")
+    assert spool.replay(database_url) == 1
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT source, count(*) FROM wfm.pushed_status_events GROUP BY 1 ORDER BY 1").fetchall()
+        assert stored == [("cc-north", 4), ("default", 1)]                 # the unknown connection's: not stored
+        paired = conn.execute("""SELECT source, state_code, extract(epoch FROM started_at)::bigint,
+                                 extract(epoch FROM ended_at)::bigint, closed_by FROM wfm.pushed_status_intervals
+                                 ORDER BY source, started_at""").fetchall()
+    assert paired == [("cc-north", "Break", T0 + 60, T0 + 120, "exit"), ("cc-north", "Work", T0 + 120, T0 + 600, "exit"),
+                      ("default", "Work", T0, None, None)]    # default's open Work is not closed by cc-north's exit

@@ -24,6 +24,10 @@ def test_migrate_creates_every_meta_table_and_a_second_run_changes_nothing(datab
         assert schema.migrate(conn) == list(schema.MIGRATIONS)     # recorded: on a fresh warehouse, no-ops
         assert META_TABLES <= _tables(conn, "wfm_meta")
         assert _tables(conn, "wfm") == set()        # stream tables come with their first landing
+        outbox_key = conn.execute("""SELECT pg_get_constraintdef(oid) FROM pg_constraint
+                                     WHERE conrelid = 'wfm_meta.push_outbox'::regclass AND contype = 'u'""").fetchall()
+        assert outbox_key == [("UNIQUE (site, kind, employee_id, period)",)]     # one site's rows, once
+        assert conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'push_outbox_site_open'").fetchone()
         before = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'wfm_meta'").fetchone()
         assert schema.migrate(conn) == []
         after = conn.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'wfm_meta'").fetchone()

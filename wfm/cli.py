@@ -117,14 +117,17 @@ def import_file(path: FileArg, stream: StreamOpt, map_: MapOpt = None, mapping: 
                 threshold: Annotated[float, typer.Option(help="hold a chunk back above this invalid share")] = 1.0,
                 timezone: ZoneOpt = None, datetime_format: TimeFormatOpt = None,
                 connection: Annotated[str, typer.Option("--connection", "-c",
-                                                        help="whose rows these are (a connection name)")] = "default"
+                                                        help="whose rows these are (a connection name)")] = "default",
+                site: Annotated[Optional[str], typer.Option(
+                    "--site", help="the site a plan file is for (planned_shifts; default: default)")] = None
                 ) -> None:
     """Import a file into a stream's table: valid rows land exactly once, invalid rows are quarantined."""
     from wfm.bulk_commands import run_import
-    from wfm.connection_commands import check_name
+    from wfm.connection_commands import check_name, owner_of_import
 
     guarded(lambda: run_import(console, path, stream, map_, mapping, file_format, encoding, delimiter, chunk_rows,
-                               threshold, timezone, datetime_format, check_name(connection)))
+                               threshold, timezone, datetime_format,
+                               owner_of_import(stream, check_name(connection), site)))
 
 
 @app.command()

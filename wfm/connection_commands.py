@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from connectors.config.connections import Connections, load
+from connectors.config.connections import DEFAULT, Connections, load
 from connectors.config.file import ConfigError
 from connectors.settings import CONTACT_CENTER
 
@@ -33,6 +33,24 @@ def check_name(name: str) -> str:
     if not NAME.match(name):
         raise ValueError(f"--connection {name!r}: 1-63 of a-z, 0-9, '-', '_', starting with a letter or digit")
     return name
+
+
+def owner_of_import(stream: str, connection: str, site: str | None) -> str:
+    """Whose rows an imported file holds: a site's for a per-site table (a plan file: `--site`, default
+    `default`, a site the settings declare), else the connection's."""
+    from engine.landing.warehouse import SITE_TABLES
+
+    if stream not in SITE_TABLES:
+        if site is not None:
+            raise ValueError(f"--site is for a plan file (planned_shifts); {stream} rows belong to a --connection")
+        return connection
+    if connection != DEFAULT:
+        raise ValueError(f"{stream} rows belong to a site: give --site, not --connection")
+    site = site or DEFAULT
+    known = load().sites or {DEFAULT: None}
+    if site not in known:
+        raise ValueError(f"--site {site!r}: no such site; known: {', '.join(known)}")
+    return site
 
 
 def _console() -> Console:

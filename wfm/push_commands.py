@@ -6,6 +6,7 @@
     wfm deviations [--start D --end D] [--unconfirmed]          plan against fact, with push state
     wfm deviations build [--start D --end D]
     wfm deviations confirm EMPLOYEE DATE | --all [--start D --end D] [--by "Иванов И.И."]
+    (each takes --site NAME, repeatable for push and build: one site's rows; default: every site)
     wfm receiver serve --port 8780                              the contact center's status push
     wfm webhooks add URL --events sync.failed,push.refused [--secret-block NAME]
     wfm webhooks list | remove ID | test ID | deliver
@@ -34,6 +35,8 @@ deviations_app = typer.Typer(help="Deviations of actual from planned time, and t
 receiver_app = typer.Typer(help="The receiver of the contact center's status push.", no_args_is_help=True)
 webhooks_app = typer.Typer(help="Signed webhook notifications.", no_args_is_help=True)
 DateOpt = Annotated[Optional[dt.datetime], typer.Option(formats=["%Y-%m-%d"], help="YYYY-MM-DD")]
+SiteOpt = Annotated[Optional[str], typer.Option("--site", help="only this site's rows (default: every site)")]
+SitesOpt = Annotated[Optional[list[str]], typer.Option("--site", help="only this site (repeatable; default: every one)")]
 
 
 def _guarded(action):
@@ -68,25 +71,25 @@ def _cell(value: object) -> str:
 def outbox(ctx: typer.Context,
            kind: Annotated[Optional[str], typer.Option(help="schedule or fact")] = None,
            state: Annotated[Optional[str], typer.Option(help="pending, sending, sent, refused or skipped")] = None,
-           limit: Annotated[int, typer.Option(help="how many rows")] = 50) -> None:
+           limit: Annotated[int, typer.Option(help="how many rows")] = 50, site: SiteOpt = None) -> None:
     """What was sent to 1C, what 1C refused (with its message) and what is waiting."""
     if ctx.invoked_subcommand is None:
-        _guarded(lambda: show_outbox(kind, state, limit))
+        _guarded(lambda: show_outbox(kind, state, limit, site))
 
 
-def show_outbox(kind: str | None, state: str | None, limit: int) -> None:
+def show_outbox(kind: str | None, state: str | None, limit: int, site: str | None = None) -> None:
     from engine.push import outbox as box_
 
     if kind not in (None, "schedule", "fact") or state not in (None, *box_.STATES):
         raise ValueError(f"--kind is schedule or fact, --state one of {', '.join(box_.STATES)}")
     with _connect() as conn:
         box_.ensure_outbox(conn)
-        rows, totals = box_.listing(conn, kind, state, limit), box_.counts(conn)
+        rows, totals = box_.listing(conn, kind, state, limit, site), box_.counts(conn, site)
     table = Table(title="push outbox (1C)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("id", "kind", "employee", "period", "state", "tries", "message", "updated"):
+    for name in ("id", "site", "kind", "employee", "period", "state", "tries", "message", "updated"):
         table.add_column(name, overflow="fold" if name == "message" else "ellipsis", no_wrap=name != "message")
     for r in rows:
-        table.add_row(str(r["id"]), r["kind"], r["employee_id"], r["period"], r["state"], str(r["attempts"]),
+        table.add_row(str(r["id"]), r["site"], r["kind"], r["employee_id"], r["period"], r["state"], str(r["attempts"]),
                       r["message"] or "", _cell(r["updated_at"]))
     console = _console()
     console.print(table)
@@ -99,16 +102,17 @@ def outbox_push(what: Annotated[str, typer.Argument(help="schedules or deviation
                 since: DateOpt = None,
                 retry_refused: Annotated[bool, typer.Option(help="offer refused schedules again")] = False,
                 settle_after: Annotated[float, typer.Option(help="seconds before a lost fact answer is "
-                                                                  "resolved from the timesheet")] = 120.0) -> None:
-    """Run the push flow now: `schedules` (sendSchedule) or `deviations` (sendFactWorkTime)."""
+                                                                  "resolved from the timesheet")] = 120.0,
+                site: SitesOpt = None) -> None:
+    """Run the push flow now: `schedules` (sendSchedule) or `deviations` (sendFactWorkTime), site by site."""
     def run() -> None:
         if what not in ("schedules", "deviations"):
             raise ValueError(f"push what? {what!r}: schedules or deviations")
         push = prefect_api.flows("flows.push")
         if what == "schedules":
-            result = push.push_schedules(_day(since), None, retry_refused)
+            result = push.push_schedules(_day(since), None, retry_refused, site or None)
         else:
-            result = push.push_deviations(settle_after)
+            result = push.push_deviations(settle_after, sites=site or None)
         _console().print(f"{what}: " + (", ".join(f"{k} {v}" for k, v in sorted(result.items())) or "nothing to do"),
                          highlight=False)
     _guarded(run)
@@ -120,47 +124,49 @@ def outbox_push(what: Annotated[str, typer.Argument(help="schedules or deviation
 def deviations(ctx: typer.Context, start: DateOpt = None, end: DateOpt = None,
                employee: Annotated[Optional[str], typer.Option(help="one employee id")] = None,
                unconfirmed: Annotated[bool, typer.Option(help="only rows not confirmed yet")] = False,
-               limit: Annotated[int, typer.Option(help="how many rows")] = 50) -> None:
+               limit: Annotated[int, typer.Option(help="how many rows")] = 50, site: SiteOpt = None) -> None:
     """Deviations of actual from planned time per employee and day, with what 1C made of them."""
     if ctx.invoked_subcommand is None:
-        _guarded(lambda: show_deviations(_day(start), _day(end), employee, unconfirmed, limit))
+        _guarded(lambda: show_deviations(_day(start), _day(end), employee, unconfirmed, limit, site))
 
 
 SHOW = """
-SELECT d.employee_id, d.work_date, d.time_types, d.deviation_hours, round(d.plan_ms / 36e5::numeric, 2),
+SELECT d.site, d.employee_id, d.work_date, d.time_types, d.deviation_hours, round(d.plan_ms / 36e5::numeric, 2),
        round(d.fact_ms / 36e5::numeric, 2), d.confirmed, d.confirmed_by, o.state,
        CASE WHEN o.state = 'sent' AND o.sent_hash IS DISTINCT FROM d.content_hash
             THEN 'changed since it was sent; not sent again' ELSE o.message END
 FROM wfm.deviations d LEFT JOIN wfm_meta.push_outbox o
-  ON o.kind = 'fact' AND o.employee_id = d.employee_id AND o.period = d.work_date::text
+  ON o.site = d.site AND o.kind = 'fact' AND o.employee_id = d.employee_id AND o.period = d.work_date::text
 WHERE (%(s)s::date IS NULL OR d.work_date >= %(s)s) AND (%(e)s::date IS NULL OR d.work_date <= %(e)s)
   AND (%(emp)s::text IS NULL OR d.employee_id = %(emp)s) AND (NOT %(u)s OR NOT d.confirmed)
-ORDER BY d.work_date DESC, d.employee_id LIMIT %(n)s
+  AND (%(site)s::text IS NULL OR d.site = %(site)s)
+ORDER BY d.work_date DESC, d.site, d.employee_id LIMIT %(n)s
 """
 
 
-def show_deviations(start, end, employee, unconfirmed: bool, limit: int) -> None:
+def show_deviations(start, end, employee, unconfirmed: bool, limit: int, site: str | None = None) -> None:
     from engine.push import deviations as dev
     from engine.push import outbox as box_
 
     with _connect() as conn:
         dev.ensure_tables(conn)
         box_.ensure_outbox(conn)
-        rows = conn.execute(SHOW, {"s": start, "e": end, "emp": employee, "u": unconfirmed, "n": limit}).fetchall()
+        rows = conn.execute(SHOW, {"s": start, "e": end, "emp": employee, "u": unconfirmed, "n": limit,
+                                   "site": site}).fetchall()
     table = Table(title="deviations (hours)", box=box.SIMPLE_HEAD, pad_edge=False)
-    for name in ("employee", "date", "1C will book", "plan", "fact", "confirmed", "1C", "note"):
+    for name in ("site", "employee", "date", "1C will book", "plan", "fact", "confirmed", "1C", "note"):
         table.add_column(name, overflow="fold" if name == "note" else "ellipsis", no_wrap=name != "note")
-    for emp, day, types, hours, plan, fact, ok, by, state, message in rows:
-        table.add_row(emp, str(day), f"{types} {hours:g}", str(plan), str(fact), f"yes ({by})" if ok else "no",
+    for where, emp, day, types, hours, plan, fact, ok, by, state, message in rows:
+        table.add_row(where, emp, str(day), f"{types} {hours:g}", str(plan), str(fact), f"yes ({by})" if ok else "no",
                       state or "", message or "")
     _console().print(table)
 
 
 @deviations_app.command("build")
-def deviations_build(start: DateOpt = None, end: DateOpt = None) -> None:
-    """Rebuild the deviations of [start, end] from plan, logins and the agent map."""
+def deviations_build(start: DateOpt = None, end: DateOpt = None, site: SitesOpt = None) -> None:
+    """Rebuild the deviations of [start, end] from plan, logins and the agent map, site by site."""
     def run() -> None:
-        result = prefect_api.flows("flows.push").deviations(_day(start), _day(end))
+        result = prefect_api.flows("flows.push").deviations(_day(start), _day(end), site or None)
         _console().print("deviations: " + ", ".join(f"{k} {v}" for k, v in result.items()), highlight=False)
     _guarded(run)
 
@@ -171,8 +177,8 @@ def deviations_confirm(employee: Annotated[Optional[str], typer.Argument(help="e
                                                                             help="YYYY-MM-DD")] = None,
                        all_: Annotated[bool, typer.Option("--all", help="every unconfirmed deviation")] = False,
                        start: DateOpt = None, end: DateOpt = None,
-                       by: Annotated[Optional[str], typer.Option(help="who confirms (initiator_name in 1C)")] = None
-                       ) -> None:
+                       by: Annotated[Optional[str], typer.Option(help="who confirms (initiator_name in 1C)")] = None,
+                       site: SiteOpt = None) -> None:
     """Confirm one deviation (EMPLOYEE DATE) or --all; confirmed ones are sent by `outbox push deviations`."""
     def run() -> None:
         from engine.push.deviations import confirm
@@ -180,7 +186,7 @@ def deviations_confirm(employee: Annotated[Optional[str], typer.Argument(help="e
         if all_ == bool(employee and day) or (employee is None) != (day is None):
             raise ValueError("give EMPLOYEE DATE, or --all (optionally with --start/--end)")
         with _connect() as conn:
-            count = confirm(conn, by or getpass.getuser(), employee, _day(day), _day(start), _day(end))
+            count = confirm(conn, by or getpass.getuser(), employee, _day(day), _day(start), _day(end), site)
         if employee and not count:
             raise ValueError(f"no unconfirmed deviation of {employee} on {_day(day)}")
         _console().print(f"confirmed {count} deviation(s)")

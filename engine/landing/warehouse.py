@@ -9,8 +9,8 @@ has `_extra jsonb`: the source keys no field declares (see `connectors.records`)
 
 Every row knows whom it belongs to: its table's owner column comes first in the key — `source`,
 the connection a row came from, or `site` for what is built per site (the agent map) — so the
-same agent id from two contact centers is two rows. (Plans, deviations and the pushed statuses
-get theirs with the push-back per site: `engine/migrations.py`, version 2.)
+same agent id from two contact centers is two rows. Plans and deviations are the site's (`site`),
+the pushed statuses the connection's that sent them (`source`): `engine/migrations.py`, version 2.
 """
 
 from __future__ import annotations
@@ -69,9 +69,10 @@ def owner_of(table: str) -> str:
 
 
 def owner_column(stream_or_name: Stream | str) -> str | None:
-    """The owner column a table has today; None for the push side, which is not owned yet."""
+    """The owner column a table has (every table has one since version 2; the type stays optional
+    for the readers written when the push side had none)."""
     name = stream_or_name if isinstance(stream_or_name, str) else stream_or_name.name
-    return None if name in PUSH_TABLES else owner_of(name)
+    return owner_of(name)
 
 
 def key_columns(stream: Stream) -> tuple[str, ...]:

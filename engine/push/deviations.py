@@ -15,6 +15,10 @@ plan 0 and fact > 0 → РВ (day hours) and РВН (night hours); fact < plan �
 fact > plan → С (fact − plan); equal → no deviation, no row. Days outside the employment are
 left out, and so are employees without an agent account (no logins is no evidence of absence).
 
+Deviations are built per site, inside its pairing only: the site's plans, the logins of its
+contact center's agents, the map of its agents to the employees of its 1C base (ids collide
+across connections). Each row carries its `site`.
+
 A supervisor confirms a row (`wfm deviations confirm`); the confirmation holds for the content it
 saw: if a rebuild changes the row, it must be confirmed again.
 """
@@ -32,7 +36,7 @@ import pyarrow as pa
 from connectors import contact_center, onec, planning
 from connectors.records import Field
 from connectors.streams import Request, Stream, iso
-from engine.derived import AGENT_EMPLOYEE_MAP
+from engine.derived import AGENT_EMPLOYEE_MAP, DEFAULT_SITE, Pairing
 from engine.landing import lake, ledger, warehouse
 from engine.push.schedules import MS_PER_HOUR, is_night, local_day, local_midnight, payload_hash, shift_hours
 from engine.zones import UnknownArea, area_timezones, zone_of_area
@@ -132,36 +136,38 @@ def day_rows(employee_id: str, tz: str, agent_ids: str, shifts: list, sessions: 
     return out
 
 
+# each query reads one pairing: the site's plans and map, its contact center's logins, its 1C's employees
 SHIFTS = """SELECT s.employee_id, s.shift_start, s.shift_end, coalesce(s.unpaid_break_minutes, 0)
-            FROM wfm.planned_shifts s WHERE s.shift_start >= %s AND s.shift_start < %s"""
-# the site `default` only, until deviations are keyed by site (engine/migrations.py, version 2)
+            FROM wfm.planned_shifts s WHERE s.site = %s AND s.shift_start >= %s AND s.shift_start < %s"""
 SESSIONS = """SELECT m.employee_id, m.agent_id, l.login_at, l.logout_at FROM wfm.agent_logins l
               JOIN wfm.agent_employee_map m ON m.agent_id = l.agent_id AND m.matched_by <> 'unmatched'
-                AND m.site = 'default'
-              WHERE l.source = 'default' AND l.logout_at > %s AND l.login_at < %s AND l.logout_at IS NOT NULL"""
-EMPLOYMENT = "SELECT employee_id, area, start_work, finish_work FROM wfm.employees WHERE source = 'default'"
+                AND m.site = %s
+              WHERE l.source = %s AND l.logout_at > %s AND l.login_at < %s AND l.logout_at IS NOT NULL"""
+EMPLOYMENT = "SELECT employee_id, area, start_work, finish_work FROM wfm.employees WHERE source = %s"
 WITH_AGENT = """SELECT DISTINCT employee_id FROM wfm.agent_employee_map WHERE matched_by <> 'unmatched'
-                AND site = 'default'"""
+                AND site = %s"""
 
 
 def compute(conn: psycopg.Connection, first: dt.date, last: dt.date,
-            unplaced: dict[str, str] | None = None) -> list[dict]:
-    """Every deviation of the days [first, last] from the landed plan, logins and agent map.
+            unplaced: dict[str, str] | None = None, pairing: Pairing = DEFAULT_SITE) -> list[dict]:
+    """Every deviation of one site's days [first, last] from its landed plan, logins and agent map.
     An employee whose area has no time zone gets none (their night hours cannot be told); the
     reason goes to `unplaced`."""
+    site, contact_center_name, onec_name = pairing
     lo = dt.datetime.combine(first - dt.timedelta(days=1), dt.time(), UTC)
     hi = dt.datetime.combine(last + dt.timedelta(days=2), dt.time(), UTC)
     mapping = area_timezones()
-    staff = {e: (area, hired, dismissed) for e, area, hired, dismissed in conn.execute(EMPLOYMENT)}
+    staff = {e: (area, hired, dismissed) for e, area, hired, dismissed in conn.execute(EMPLOYMENT, (onec_name,))}
     shifts, sessions, agents = defaultdict(list), defaultdict(list), defaultdict(set)
-    for employee_id, start, end, pause in conn.execute(SHIFTS, (lo, hi)):
+    for employee_id, start, end, pause in conn.execute(SHIFTS, (site, lo, hi)):
         shifts[employee_id].append((start, end, pause))
-    for employee_id, agent_id, login_at, logout_at in conn.execute(SESSIONS, (lo - dt.timedelta(days=1), hi)):
+    for employee_id, agent_id, login_at, logout_at in conn.execute(
+            SESSIONS, (site, contact_center_name, lo - dt.timedelta(days=1), hi)):
         sessions[employee_id].append((login_at, logout_at))
         agents[employee_id].add(agent_id)
     out = []
     # without an agent account there is no fact to compare: absence is not inferred from silence
-    with_agent = {r[0] for r in conn.execute(WITH_AGENT)}
+    with_agent = {r[0] for r in conn.execute(WITH_AGENT, (site,))}
     for employee_id in sorted((set(shifts) | set(sessions)) & with_agent):
         area, hired, dismissed = staff.get(employee_id, (None, None, None))
         if employee_id not in staff:
@@ -192,61 +198,84 @@ def ensure_tables(conn: psycopg.Connection) -> None:
     ledger.ensure_meta(conn)
 
 
-def build_deviations(database_url: str, lake_path: str, first: dt.date, last: dt.date) -> dict[str, int | str]:
-    """Rebuild the deviations of [first, last]; an unchanged row keeps its lineage and confirmation.
+def build_deviations(database_url: str, lake_path: str, first: dt.date, last: dt.date,
+                     sites: list[Pairing] | tuple[Pairing, ...] = (DEFAULT_SITE,)) -> dict[str, int | str]:
+    """Rebuild the deviations of [first, last], site by site; an unchanged row keeps its lineage and
+    confirmation. A site without a contact center or a 1C base has none.
 
     A row whose content changed loses its confirmation; rows that are no longer deviations go.
-    Days the incremental `agent_logins` sync has not fully landed (its watermark) are left out.
+    Days the incremental `agent_logins` sync of the site's contact center has not fully landed
+    (its watermark) are left out.
     """
-    with psycopg.connect(database_url) as conn:
+    out: dict[str, int | str] = {}
+    unplaced: dict[str, str] = {}
+    with psycopg.connect(database_url, autocommit=True) as conn:    # each site's rebuild: a transaction of its own
         ensure_tables(conn)
-        landed = ledger.watermark(conn, contact_center.AGENT_LOGINS.name)
-        if landed is not None:
-            last = min(last, (landed.astimezone(UTC) - dt.timedelta(days=1)).date())
-        if last < first:
-            return {"deviations": 0, "through": str(last)}
-        unplaced: dict[str, str] = {}
-        records = compute(conn, first, last, unplaced)
-        run_id = uuid.uuid4()
-        with conn.transaction():
-            table = pa.Table.from_pylist(records, DEVIATIONS.schema)
-            counts = warehouse.upsert(conn, DEVIATIONS, table, run_id, dt.datetime.now(UTC))
-            stale = conn.execute(
-                """DELETE FROM wfm.deviations d WHERE d.work_date BETWEEN %s AND %s AND NOT EXISTS (SELECT 1 FROM
-                   unnest(%s::text[], %s::date[]) AS k(e, w) WHERE k.e = d.employee_id AND k.w = d.work_date)""",
-                (first, last, [r["employee_id"] for r in records], [r["work_date"] for r in records])).rowcount
-            unconfirmed = conn.execute("""UPDATE wfm.deviations SET confirmed = false WHERE confirmed
-                                          AND confirmed_hash IS DISTINCT FROM content_hash""").rowcount
-            days = {first + dt.timedelta(days=n) for n in range((last - first).days + 1)}
-            ledger.mark_partitions(conn, DEVIATIONS.name, {lake.partition_name(d) for d in days}, run_id)
-        lake.publish(conn, DEVIATIONS, lake_path)
-    out: dict[str, int | str] = {"deviations": len(records), "inserted": counts.inserted, "updated": counts.updated,
-                                 "removed": stale, "unconfirmed_by_change": unconfirmed, "through": str(last)}
+        for pairing in sites:
+            if pairing[1] is None or pairing[2] is None:
+                continue
+            for key, value in _build_site(conn, lake_path, first, last, pairing, unplaced).items():
+                if key == "through":
+                    out[key] = min(str(out.get(key, value)), str(value))
+                else:
+                    out[key] = int(out.get(key, 0)) + int(value)
+    out.setdefault("deviations", 0)
+    out.setdefault("through", str(last))
     if unplaced:
         employee, why = next(iter(sorted(unplaced.items())))
         out.update(unknown_area=len(unplaced), unknown_area_example=f"employee {employee}: {why}")
     return out
 
 
+def _build_site(conn: psycopg.Connection, lake_path: str, first: dt.date, last: dt.date, pairing: Pairing,
+                unplaced: dict[str, str]) -> dict[str, int | str]:
+    """One site's rebuild, in one transaction, and its lake partitions published."""
+    site, contact_center_name = pairing[0], str(pairing[1])
+    landed = ledger.watermark(conn, contact_center.AGENT_LOGINS.name, contact_center_name)
+    if landed is not None:
+        last = min(last, (landed.astimezone(UTC) - dt.timedelta(days=1)).date())
+    if last < first:
+        return {"deviations": 0, "through": str(last)}
+    records = compute(conn, first, last, unplaced, pairing)
+    run_id = uuid.uuid4()
+    with conn.transaction():
+        table = pa.Table.from_pylist(records, DEVIATIONS.schema)
+        counts = warehouse.upsert(conn, DEVIATIONS, table, run_id, dt.datetime.now(UTC), site)
+        stale = conn.execute(
+            """DELETE FROM wfm.deviations d WHERE d.site = %s AND d.work_date BETWEEN %s AND %s AND NOT EXISTS (
+               SELECT 1 FROM unnest(%s::text[], %s::date[]) AS k(e, w) WHERE k.e = d.employee_id
+               AND k.w = d.work_date)""",
+            (site, first, last, [r["employee_id"] for r in records], [r["work_date"] for r in records])).rowcount
+        unconfirmed = conn.execute("""UPDATE wfm.deviations SET confirmed = false WHERE site = %s AND confirmed
+                                      AND confirmed_hash IS DISTINCT FROM content_hash""", (site,)).rowcount
+        days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+        ledger.mark_partitions(conn, DEVIATIONS.name, {lake.owned_partition(DEVIATIONS, site, d) for d in days},
+                               run_id)
+    lake.publish(conn, DEVIATIONS, lake_path)
+    return {"deviations": len(records), "inserted": counts.inserted, "updated": counts.updated, "removed": stale,
+            "unconfirmed_by_change": unconfirmed, "through": str(last)}
+
+
 def confirm(conn: psycopg.Connection, by: str, employee_id: str | None = None, day: dt.date | None = None,
-            first: dt.date | None = None, last: dt.date | None = None) -> int:
-    """Confirm one deviation (employee and day) or every unconfirmed one (optionally within days)."""
+            first: dt.date | None = None, last: dt.date | None = None, site: str | None = None) -> int:
+    """Confirm one deviation (employee and day) or every unconfirmed one (optionally within days),
+    of every site or of one."""
     ensure_tables(conn)
     with conn.transaction():
         return conn.execute(
             """UPDATE wfm.deviations SET confirmed = true, confirmed_hash = content_hash, confirmed_by = %(by)s,
                confirmed_at = now() WHERE NOT confirmed AND (%(e)s::text IS NULL OR employee_id = %(e)s)
                AND (%(d)s::date IS NULL OR work_date = %(d)s) AND (%(f)s::date IS NULL OR work_date >= %(f)s)
-               AND (%(l)s::date IS NULL OR work_date <= %(l)s)""",
-            {"by": by, "e": employee_id, "d": day, "f": first, "l": last}).rowcount
+               AND (%(l)s::date IS NULL OR work_date <= %(l)s) AND (%(site)s::text IS NULL OR site = %(site)s)""",
+            {"by": by, "e": employee_id, "d": day, "f": first, "l": last, "site": site}).rowcount
 
 
-def confirmed(conn: psycopg.Connection) -> list[dict]:
-    """Confirmed deviations as sendFactWorkTime payloads, with their content hashes."""
+def confirmed(conn: psycopg.Connection, site: str = warehouse.DEFAULT) -> list[dict]:
+    """A site's confirmed deviations as sendFactWorkTime payloads, with their content hashes."""
     ensure_tables(conn)
     rows = conn.execute("""SELECT employee_id, work_date, date_start, loginfo, content_hash, confirmed_by
-                           FROM wfm.deviations WHERE confirmed AND confirmed_hash = content_hash
-                           ORDER BY work_date, employee_id""").fetchall()
+                           FROM wfm.deviations WHERE site = %s AND confirmed AND confirmed_hash = content_hash
+                           ORDER BY work_date, employee_id""", (site,)).fetchall()
     return [{"employee_id": e, "work_date": d, "content_hash": h,
              "payload": {"agentId": e, "initiator_name": by, "date_start": iso(start), "loginfo": loginfo}}
             for e, d, start, loginfo, h, by in rows]

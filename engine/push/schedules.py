@@ -101,25 +101,28 @@ def payload_hash(payload: dict) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-# the push-back serves the site `default` (its 1C connection `default`) until plans, deviations and
-# the outbox are keyed by site (engine/migrations.py, version 2)
+# one site's plans, against the employees of the site's 1C base
 SHIFTS = """
 SELECT s.employee_id, s.shift_start, s.shift_end, coalesce(s.unpaid_break_minutes, 0),
        e.area, e.start_work, e.finish_work, e.employee_id IS NOT NULL
-FROM wfm.planned_shifts s LEFT JOIN wfm.employees e ON e.employee_id = s.employee_id AND e.source = 'default'
-WHERE s.shift_start >= %(since)s - interval '1 day' AND (%(until)s::timestamptz IS NULL OR s.shift_start < %(until)s)
+FROM wfm.planned_shifts s LEFT JOIN wfm.employees e ON e.employee_id = s.employee_id AND e.source = %(onec)s
+WHERE s.site = %(site)s AND s.shift_start >= %(since)s - interval '1 day'
+  AND (%(until)s::timestamptz IS NULL OR s.shift_start < %(until)s)
 ORDER BY s.employee_id, s.shift_start
 """
 
 
-def schedule_months(conn: psycopg.Connection, since: dt.date, until: dt.date | None = None) -> list[ScheduleMonth]:
-    """Every employee-month with planned shifts starting in [since's month, until): payloads to send."""
+def schedule_months(conn: psycopg.Connection, since: dt.date, until: dt.date | None = None,
+                    site: str = warehouse.DEFAULT, onec: str = warehouse.DEFAULT) -> list[ScheduleMonth]:
+    """Every employee-month of the site's plans with shifts starting in [since's month, until):
+    payloads to send to the site's 1C base (`onec`, the connection whose employees they are)."""
     for stream in (PLANNED_SHIFTS, EMPLOYEES):
         warehouse.ensure_table(conn, stream)
     mapping = area_timezones()
     first_month = since.replace(day=1)
     rows = conn.execute(SHIFTS, {"since": dt.datetime.combine(first_month, dt.time(), UTC),
-                                 "until": dt.datetime.combine(until, dt.time(), UTC) if until else None}).fetchall()
+                                 "until": dt.datetime.combine(until, dt.time(), UTC) if until else None,
+                                 "site": site, "onec": onec}).fetchall()
     months: dict[tuple[str, str], list] = defaultdict(list)
     facts: dict[str, tuple] = {}
     unplaced: dict[tuple[str, str], str] = {}

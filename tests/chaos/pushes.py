@@ -41,9 +41,9 @@ def plan_shifts(sim, database_url: str) -> None:
             for employee in sorted(employees.column("employee_id").to_pylist())[:EMPLOYEES]:
                 for day in SHIFT_DAYS:
                     start = dt.datetime.fromisoformat(f"{day}T06:00:00+00:00")
-                    conn.execute("""INSERT INTO wfm.planned_shifts (employee_id, shift_start, shift_end,
+                    conn.execute("""INSERT INTO wfm.planned_shifts (site, employee_id, shift_start, shift_end,
                                     unpaid_break_minutes, source, _run_id, _extracted_at)
-                                    VALUES (%s, %s, %s, 30, 'chaos', gen_random_uuid(), now())""",
+                                    VALUES ('default', %s, %s, %s, 30, 'chaos', gen_random_uuid(), now())""",
                                  (employee, start, start + dt.timedelta(hours=8)))
 
 
