@@ -205,7 +205,10 @@ def test_deviations_stay_inside_their_pairing_and_reach_their_own_1c_once(fleet,
     with psycopg.connect(database_url) as conn:
         found = dict(conn.execute("SELECT site, time_types || ' ' || deviation_hours FROM wfm.deviations"))
         assert found == {"north": "НН 4", "south": "С 2"}
-        assert confirm(conn, "Иванов И.И.", site="north") == 1 and confirm(conn, "Петров П.П.") == 1
+        with pytest.raises(ValueError, match="in sites north, south; give --site"):
+            confirm(conn, "Иванов И.И.", employee_id, dt.date(2026, 11, 17))
+        assert confirm(conn, "Иванов И.И.", employee_id, dt.date(2026, 11, 17), site="north") == 1
+        assert confirm(conn, "Петров П.П.") == 1
     push_schedules(SINCE)
     sent = push_deviations(settle_after_seconds=0)
     assert sent["sent"] == 2, sent

@@ -242,7 +242,8 @@ def test_sync_and_push_flows_emit_their_events_and_a_refusal_burst_is_one(wfm_en
     assert all(r["valid"] for r in receiver.requests)
     refused = receiver.events()[-1]["data"]
     assert refused["count"] == len(refused["refusals"]) >= 2 and refused["periods"] == ["2026-10"]
-    assert all("Past period" in r["message"] for r in refused["refusals"])
+    assert all("Past period" in r["message"] and r["site"] == "default" for r in refused["refusals"])
+    assert refused["sites"] == ["default"]
     assert receiver.events()[2]["data"]["held"] and receiver.events()[1]["data"]["windows_held"] >= 1
     assert receiver.events()[0]["data"]["run_id"] == str(completed["run_id"])
     push_schedules(SINCE, retry_refused=True)       # refused again: a new summary; nothing told twice

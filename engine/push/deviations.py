@@ -259,8 +259,14 @@ def _build_site(conn: psycopg.Connection, lake_path: str, first: dt.date, last: 
 def confirm(conn: psycopg.Connection, by: str, employee_id: str | None = None, day: dt.date | None = None,
             first: dt.date | None = None, last: dt.date | None = None, site: str | None = None) -> int:
     """Confirm one deviation (employee and day) or every unconfirmed one (optionally within days),
-    of every site or of one."""
+    of every site or of one; one employee's day held by two sites (the ids collide) needs the site."""
     ensure_tables(conn)
+    if employee_id is not None and site is None:
+        sites = [r[0] for r in conn.execute("""SELECT DISTINCT site FROM wfm.deviations WHERE NOT confirmed
+                                               AND employee_id = %s AND (%s::date IS NULL OR work_date = %s)
+                                               ORDER BY 1""", (employee_id, day, day))]
+        if len(sites) > 1:
+            raise ValueError(f"employee {employee_id} has deviations in sites {', '.join(sites)}; give --site")
     with conn.transaction():
         return conn.execute(
             """UPDATE wfm.deviations SET confirmed = true, confirmed_hash = content_hash, confirmed_by = %(by)s,

@@ -134,18 +134,20 @@ def _enqueue_refusals(conn: psycopg.Connection, kind: str) -> int:
         mark = conn.execute(f"SELECT through FROM {META}.webhook_marks WHERE source = %s FOR UPDATE",
                             (source,)).fetchone()
         # no mark yet (a warehouse from before the outbox): refusals of the last day, not all history
-        rows = conn.execute(f"""SELECT l.id, o.employee_id, o.period, l.message FROM {META}.push_log l
+        rows = conn.execute(f"""SELECT l.id, o.employee_id, o.period, l.message, o.site FROM {META}.push_log l
                                 JOIN {META}.push_outbox o ON o.id = l.outbox_id WHERE o.kind = %s
                                 AND l.to_state = 'refused' AND l.id > %s
                                 AND (%s OR l.at > now() - interval '1 day') ORDER BY l.id""",
                             (kind, mark[0] if mark else 0, mark is not None)).fetchall()
         if not rows:
             return 0
-        messages = Counter(m or "no message" for *_, m in rows)
+        messages = Counter(m or "no message" for _, _, _, m, _ in rows)
         enqueue(conn, "push.refused", {
-            "kind": kind, "count": len(rows), "periods": sorted({p for _, _, p, _ in rows}),
+            "kind": kind, "count": len(rows), "periods": sorted({p for _, _, p, _, _ in rows}),
+            "sites": sorted({s for *_, s in rows}),
             "messages": dict(messages.most_common()), "truncated": len(rows) > REFUSALS_LISTED,
-            "refusals": [{"employee_id": e, "period": p, "message": m} for _, e, p, m in rows[:REFUSALS_LISTED]]})
+            "refusals": [{"site": s, "employee_id": e, "period": p, "message": m}
+                         for _, e, p, m, s in rows[:REFUSALS_LISTED]]})
         conn.execute(f"""INSERT INTO {META}.webhook_marks (source, through) VALUES (%s, %s) ON CONFLICT (source)
                          DO UPDATE SET through = EXCLUDED.through, updated_at = now()""", (source, rows[-1][0]))
         return len(rows)
