@@ -1,7 +1,7 @@
 """`make chaos`: every chaos scenario with larger counts, then the figures table.
 
-    python -m tests.chaos [--days 7] [--agents 40] [--passes 10] [--kills 27] [--fact-storms 3]
-        [--db-trials 6] [--burst 2000] [--cli-processes 12] [--outages 12] [--sites 3]
+    python -m tests.chaos [--days 7] [--agents 40] [--passes 24] [--kills 27] [--fact-storms 3]
+        [--db-trials 6] [--burst 2000] [--cli-processes 12] [--outages 6] [--sites 3]
         [--migration-kills 15]
 
 Uses `WFM_TEST_DATABASE_URL` when set, an embedded PostgreSQL otherwise, and a temporary
@@ -39,14 +39,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=7, help="days of the fault-storm backfill (at most 7)")
     parser.add_argument("--agents", type=int, default=40, help="agents of the fault-storm world")
-    parser.add_argument("--passes", type=int, default=10, help="passes of the backfill through the storm")
+    parser.add_argument("--passes", type=int, default=24, help="passes of the backfill through the storm")
     parser.add_argument("--kills", type=int, default=27, help="SIGKILL trials (3 rounds of the 9 points)")
     parser.add_argument("--fact-storms", type=int, default=3, help="fact pushes through 1C fault storms")
     parser.add_argument("--db-trials", type=int, default=6, help="PostgreSQL restarts and terminations")
     parser.add_argument("--burst", type=int, default=2000, help="status events in the receiver's burst")
     parser.add_argument("--only", default="", help="run only the scenarios whose key contains this (e.g. source)")
     parser.add_argument("--cli-processes", type=int, default=12, help="CLI cases run through the real `wfm`")
-    parser.add_argument("--outages", type=int, default=12, help="passes with one connection down (2 rounds of 6)")
+    parser.add_argument("--outages", type=int, default=6, help="passes with one connection down (one round of 6)")
     parser.add_argument("--sites", type=int, default=3, help="simulated sites (2 connections each) of the outages")
     parser.add_argument("--migration-kills", type=int, default=15, help="`wfm migrate` SIGKILLs (3 rounds of 5 points)")
     args = parser.parse_args(argv)
