@@ -49,7 +49,7 @@ def test_a_shift_on_9999_12_31_lands_and_its_partition_is_published(lake_env, tm
                   ("2", "2026-11-09T08:00:00Z", "2026-11-09T16:00:00Z"))
     run_ = bulk_import(path, "planned_shifts")
     assert (run_["status"], run_["rows_inserted"], run_["file"]["unpublished"]) == ("completed", 2, [])
-    lake = tmp_path / "lake" / "planned_shifts"
+    lake = tmp_path / "lake" / "planned_shifts" / "site=default"
     edge = pq.read_table(lake / "date=9999-12-31" / "part-0.parquet")
     assert edge.column("shift_end").to_pylist() == [dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)]
     assert queued(lake_env) == []
@@ -62,18 +62,18 @@ def test_a_shift_on_9999_12_31_lands_and_its_partition_is_published(lake_env, tm
 
 
 def test_an_unpublishable_partition_stays_queued_and_blocks_no_other_partition_or_import(lake_env, tmp_path):
-    lake = tmp_path / "lake" / "planned_shifts"
+    lake = tmp_path / "lake" / "planned_shifts" / "site=default"
     lake.mkdir(parents=True)
     (lake / "date=2026-11-10").write_text("a file where the partition's directory should be")
     first = bulk_import(shifts(tmp_path, "a.csv", ("1", "2026-11-09T08:00:00Z", "2026-11-09T16:00:00Z"),
                                ("2", "2026-11-10T08:00:00Z", "2026-11-10T16:00:00Z")), "planned_shifts")
     assert (first["status"], first["rows_inserted"]) == ("completed", 2)
-    assert first["file"]["unpublished"] == ["date=2026-11-10"] == queued(lake_env)
+    assert first["file"]["unpublished"] == ["site=default/date=2026-11-10"] == queued(lake_env)
     assert pq.read_table(lake / "date=2026-11-09" / "part-0.parquet").num_rows == 1
     second = bulk_import(shifts(tmp_path, "b.csv", ("3", "2026-11-11T08:00:00Z", "2026-11-11T16:00:00Z")),
                          "planned_shifts")
     assert second["status"] == "completed" and (lake / "date=2026-11-11" / "part-0.parquet").exists()
-    assert queued(lake_env) == ["date=2026-11-10"]              # still in the way: still queued, nothing else hurt
+    assert queued(lake_env) == ["site=default/date=2026-11-10"]              # still in the way: still queued, nothing else hurt
     (lake / "date=2026-11-10").unlink()
     third = bulk_import(shifts(tmp_path, "c.csv", ("4", "2026-11-12T08:00:00Z", "2026-11-12T16:00:00Z")),
                         "planned_shifts")
