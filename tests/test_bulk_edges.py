@@ -73,7 +73,7 @@ def test_an_unpublishable_partition_stays_queued_and_blocks_no_other_partition_o
     second = bulk_import(shifts(tmp_path, "b.csv", ("3", "2026-11-11T08:00:00Z", "2026-11-11T16:00:00Z")),
                          "planned_shifts")
     assert second["status"] == "completed" and (lake / "date=2026-11-11" / "part-0.parquet").exists()
-    assert queued(lake_env) == ["site=default/date=2026-11-10"]              # still in the way: still queued, nothing else hurt
+    assert queued(lake_env) == ["site=default/date=2026-11-10"]        # still in the way: still queued, nothing else hurt
     (lake / "date=2026-11-10").unlink()
     third = bulk_import(shifts(tmp_path, "c.csv", ("4", "2026-11-12T08:00:00Z", "2026-11-12T16:00:00Z")),
                         "planned_shifts")
