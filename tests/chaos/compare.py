@@ -51,7 +51,9 @@ def rows(database_url: str, table: str, lineage: bool = False, as_published: boo
         if order is not None:
             keep = sorted(keep, key=lambda i: order.index(names[i]) if names[i] in order else len(order))
         hashed = {i for i in keep if chosen.get(names[i]) == "hash"}
+        documents = json_columns(table)
         return sorted((tuple(plain(personal_data.pseudonym(r[i], key) if i in hashed else r[i], names[i])
+                             if names[i] not in documents else _document(r[i])
                              for i in keep) for r in cur), key=repr)
 
 
@@ -94,7 +96,9 @@ def lake_problems(database_url: str, lake: Path) -> list[str]:
             owner = {k: v for k, v in (level.split("=", 1) for level in path.relative_to(lake / table).parts[:-1])
                      if k in ("source", "site")}
             order = order or data.column_names + [k for k in owner if k not in data.column_names]
-            parquet += [tuple(plain(v, name) for name, v in {**row, **owner}.items()) for row in data.to_pylist()]
+            documents = json_columns(table)      # JSON text in the lake, jsonb (decoded) from PostgreSQL
+            parquet += [tuple(plain(v, name) if name not in documents else _document(v, text=True)
+                              for name, v in {**row, **owner}.items()) for row in data.to_pylist()]
         expected = rows(database_url, table, lineage=True, as_published=True, order=order)
         if files and sorted(parquet, key=repr) != expected:
             only = sorted(set(parquet) - set(expected), key=repr)[:1] + sorted(set(expected) - set(parquet), key=repr)[:1]
@@ -108,6 +112,21 @@ def lake_problems(database_url: str, lake: Path) -> list[str]:
 def temporary_files(lake: Path) -> list[Path]:
     """Files a partition swap left behind (not partitions: no reader picks them up)."""
     return sorted(p for p in lake.rglob("*") if p.is_file() and not p.name.endswith(".parquet"))
+
+
+def json_columns(table: str) -> set[str]:
+    """The columns a stream declares `json`: jsonb in PostgreSQL, JSON text in the lake."""
+    from engine.repair.lake_repair import published_tables
+
+    stream = published_tables().get(table)
+    return {f.column for f in stream.fields if f.type == "json"} if stream else set()
+
+
+def _document(value, text: bool = False):
+    """A JSON value as canonical bytes, from the lake's text (`text`) or PostgreSQL's decoded jsonb."""
+    if value is None:
+        return None
+    return orjson.dumps(orjson.loads(value) if text else value, option=orjson.OPT_SORT_KEYS)
 
 
 def plain(value, column: str = ""):
