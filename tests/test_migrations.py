@@ -5,8 +5,6 @@ a quarantined record, drift, a hold — dumped with pg_dump, its lake as written
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import tarfile
 from pathlib import Path
 
 import duckdb
@@ -20,17 +18,14 @@ from engine import schema
 from engine.landing import roster
 from engine.migrations import PUSH_TABLES, SITE_TABLES, owner_column
 from engine.push import outbox
+from tests.chaos import migration_kills
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def restore_v0(database_url: str, tmp_path: Path) -> Path:
     """The old warehouse in `database_url` and its lake under tmp_path; returns the lake root."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(gzip.decompress((FIXTURES / "warehouse_v0.sql.gz").read_bytes()).decode())
-    with tarfile.open(FIXTURES / "lake_v0.tar.gz") as archive:
-        archive.extractall(tmp_path, filter="data")
-    return tmp_path / "lake"
+    return migration_kills.restore(database_url, tmp_path)
 
 
 def snapshot(conn: psycopg.Connection, only: dict[str, list[str]] | None = None) -> dict[str, list[tuple]]:
