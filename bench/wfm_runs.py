@@ -2,7 +2,8 @@
 
     backfill   `sync_stream("agent_status_intervals", start, end)` on an empty database, under
                `prefect_test_harness()` (its SQLite API server is a child process); then the same
-               with force=True (every row conflicts, nothing changes);
+               with force=True (every row conflicts, nothing changes); then two incremental runs
+               in the same process, the second timed (nothing new, in a long-lived process);
     incremental `wfm sync agent_status_intervals` in a fresh process (Prefect's ephemeral API
                started by it), once to set the watermark and once more, timed, with nothing new.
 
@@ -71,6 +72,10 @@ def backfill(env: dict[str, str], start: dt.date, end: dt.date, rerun: bool = Tr
         out["first"] = _flow(start, end, force=False, before=time.perf_counter() - began)
         if rerun:
             out["rerun"] = _flow(start, end, force=True)
+            # a long-lived process (`wfm serve`, a worker): the incremental run that sets the
+            # watermark, then the timed one with nothing new, imports and GX already paid
+            _flow(None, None, force=False)
+            out["nothing new, long-lived"] = _flow(None, None, force=False)
         close_clients()
     if show:
         print("\n".join(stages.table({name: out[name]["stages"] for name in ("first", "rerun") if name in out})))

@@ -28,6 +28,10 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
     prefect_api.start()
     from flows.sync import sync, sync_stream  # imports for seconds, while the API starts
 
+    if not dry_run and prefect_api.starting():
+        from engine.quality import gate
+
+        gate.preload()   # GX's import (seconds) fills the wait for the local API, on this core
     prefect_api.ready()
     bars = Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False)

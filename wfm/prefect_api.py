@@ -57,6 +57,11 @@ def ready() -> None:
         _wait = None
 
 
+def starting() -> bool:
+    """Whether this process started a local API that has not been waited for yet."""
+    return _wait is not None
+
+
 def flows(module: str) -> ModuleType:
     """`start`, import the flow module (seconds, while the API starts), `ready`: for commands that
     have nothing to check before their flow runs."""

@@ -168,8 +168,9 @@ def policy_of(stream_name: str) -> ExpectationPolicy:
 
 
 def preload() -> None:
-    """Import GX and pandas and build the suites and GX's context now (seconds), e.g. in a thread
-    while the CLI waits for its Prefect API, so the first window that validates does not wait."""
+    """Import GX and pandas and build the suites and GX's context now (seconds), e.g. while the
+    CLI waits for its Prefect API, so the first window that validates does not wait."""
+    suites.SUITES   # noqa: B018  (GX's import happens here, under the suites' build lock)
     with _GX_LOCK:
         _batch_definitions()
 
