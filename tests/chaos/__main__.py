@@ -1,6 +1,6 @@
 """`make chaos`: every chaos scenario with larger counts, then the figures table.
 
-    python -m tests.chaos [--days 7] [--agents 40] [--passes 24] [--kills 27] [--fact-storms 3]
+    python -m tests.chaos [--days 3] [--agents 400] [--passes 5] [--kills 27] [--fact-storms 3]
         [--db-trials 6] [--burst 2000] [--cli-processes 12] [--outages 6] [--sites 3]
         [--migration-kills 15]
 
@@ -37,9 +37,9 @@ from .source_faults import STREAMS, source_faults  # noqa: E402
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__.splitlines()[0])
-    parser.add_argument("--days", type=int, default=7, help="days of the fault-storm backfill (at most 7)")
-    parser.add_argument("--agents", type=int, default=40, help="agents of the fault-storm world")
-    parser.add_argument("--passes", type=int, default=24, help="passes of the backfill through the storm")
+    parser.add_argument("--days", type=int, default=3, help="days of the fault-storm backfill (at most 7)")
+    parser.add_argument("--agents", type=int, default=400, help="agents of the fault-storm world")
+    parser.add_argument("--passes", type=int, default=5, help="passes of the backfill through the storm")
     parser.add_argument("--kills", type=int, default=27, help="SIGKILL trials (3 rounds of the 9 points)")
     parser.add_argument("--fact-storms", type=int, default=3, help="fact pushes through 1C fault storms")
     parser.add_argument("--db-trials", type=int, default=6, help="PostgreSQL restarts and terminations")
