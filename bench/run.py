@@ -139,6 +139,8 @@ def table(runs: dict, rows: int) -> tuple[list[str], dict]:
 def _note(name: str, m: dict) -> str:
     if name == "floor":
         return f"extract {m['extract']:.1f} + load {m['load']:.1f} + lake {m['lake']:.1f}; max {m['max']:.1f}"
+    if name == "wfm" and "fixed" in m:
+        return f"fixed cost {m['fixed']:.2f} s (wall less fetch); rows {m['rows']:,.0f}"
     if name == "wfm" and "inserted" in m:
         return f"inserted {m['inserted']:,.0f} updated {m['updated']:,.0f} unchanged {m['unchanged']:,.0f}"
     if "setup" in m:
@@ -159,6 +161,7 @@ def targets(summary: dict, memory: dict | None) -> list[str]:
     cli = get("wfm incremental (CLI)", "nothing new")
     served = get("wfm incremental (CLI, server up)", "nothing new")
     resident = get("wfm", "nothing new, long-lived")
+    fixed = summary.get(("wfm", "one small window"), {}).get("fixed")
     both = fast and lake and fast + lake
     checks = [
         ("first backfill ≤ 1.3× the floor (sum of stages)", wfm and fl, lambda: wfm <= 1.3 * fl,
@@ -175,6 +178,8 @@ def targets(summary: dict, memory: dict | None) -> list[str]:
          lambda: served <= 5, lambda: f"{served:.1f} s (wfm sync in a fresh process, PREFECT_API_URL set)"),
         ("incremental with nothing new ≤ 5 s in a long-lived process (`wfm serve`, a worker)", resident,
          lambda: resident <= 5, lambda: f"{resident:.1f} s (sync_stream in the process of the backfill)"),
+        ("a stream run of one small window ≤ 1 s of fixed cost (its wall less fetch)", fixed is not None,
+         lambda: fixed <= 1, lambda: f"{fixed:.2f} s (one day of service_group_intervals, landed in full)"),
     ]
     if memory:
         small, big = memory["small"], memory["big"]
@@ -247,7 +252,8 @@ def _profiles(runs: dict) -> dict[str, dict[str, float]]:
         for run, results in by_run.items():
             found = [r["stages"] for r in results if "stages" in r]
             if name.startswith("wfm") and found:
-                column = ({"nothing new, long-lived": "long-lived"}.get(run, run) if name == "wfm"
+                column = ({"nothing new, long-lived": "long-lived", "one small window": "small window"}.get(run, run)
+                          if name == "wfm"
                           else ("CLI, server" if "server" in name else "CLI, own API"))
                 out[column] = {stage: common.median([p.get(stage, 0.0) for p in found])
                                for stage in {s for p in found for s in p}}

@@ -3,7 +3,8 @@
     backfill   `sync_stream("agent_status_intervals", start, end)` on an empty database, under
                `prefect_test_harness()` (its SQLite API server is a child process); then the same
                with force=True (every row conflicts, nothing changes); then two incremental runs
-               in the same process, the second timed (nothing new, in a long-lived process);
+               in the same process, the second timed (nothing new, in a long-lived process); and
+               one day of service_group_intervals landed in full (a stream run's fixed cost);
     incremental `wfm sync agent_status_intervals` in a fresh process (Prefect's ephemeral API
                started by it), once to set the watermark and once more, timed, with nothing new.
 
@@ -31,6 +32,7 @@ import replay
 import stages
 
 STREAM = "agent_status_intervals"
+SMALL_STREAM = "service_group_intervals"   # one day of it: a few thousand rows, one window
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,12 +42,13 @@ def environment(cc_url: str, database_url: str, workdir: str) -> dict[str, str]:
             "WFM_DATA_DIR": os.path.join(workdir, "data")}
 
 
-def _flow(start: dt.date, end: dt.date, force: bool, before: float | None = None) -> dict:
+def _flow(start: dt.date | None, end: dt.date | None, force: bool, before: float | None = None,
+          stream: str = STREAM) -> dict:
     from flows.sync import sync_stream
 
     stages.reset()
     began = time.time()
-    seconds, run = common.timed(sync_stream, STREAM, start, end, force=force)
+    seconds, run = common.timed(sync_stream, stream, start, end, force=force)
     return {"seconds": seconds, "rows": run["rows_fetched"], "inserted": run["rows_inserted"],
             "updated": run["rows_updated"], "unchanged": run["rows_unchanged"],
             "quarantined": run["rows_quarantined"], "windows": run["windows_landed"], "rss": common.peak_rss_mib(),
@@ -76,6 +79,10 @@ def backfill(env: dict[str, str], start: dt.date, end: dt.date, rerun: bool = Tr
             # watermark, then the timed one with nothing new, imports and GX already paid
             _flow(None, None, force=False)
             out["nothing new, long-lived"] = _flow(None, None, force=False)
+            # the fixed cost of a stream run: one small window landed in full, less what the source took
+            small = _flow(end, end, force=True, stream=SMALL_STREAM)
+            small["fixed"] = small["seconds"] - sum(small["stages"].get(s, 0.0) for s in ("fetch", "source slot wait"))
+            out["one small window"] = small
         close_clients()
     if show:
         print("\n".join(stages.table({name: out[name]["stages"] for name in ("first", "rerun") if name in out})))
