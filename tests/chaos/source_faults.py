@@ -10,9 +10,11 @@ one line and is simply run again, as a scheduler would.
 Restatements and damaged records change what the source said after the fact, so — as the next
 scheduled syncs would — `passes - 1` more passes re-read the period (`force`) with the transport
 faults still on: every pass is a full set of requests through the storm, which is where the
-fault count comes from (an unchanged re-read window costs its requests, not a landing). Then
-the tables must equal those of a fault-free run into a second database, and the lake must equal
-PostgreSQL.
+fault count comes from (`force` lands every window in full again, so the later passes also
+re-check that a re-landing through the storm changes nothing). More agents mean more id batches
+per window (100 ids a request), so more requests — and faults — per pass for the same fixed cost
+of a window's landing. Then the tables must equal those of a fault-free run into a second
+database, and the lake must equal PostgreSQL.
 """
 
 from __future__ import annotations
