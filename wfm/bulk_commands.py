@@ -54,13 +54,14 @@ def run_import(console: Console, path: Path, stream: str, map_text: str | None, 
     prefect_api.start()
     from connectors import files
     from engine.bulk.files import open_spec
+    from engine.quality import gate
     from flows.bulk import bulk_import, file_spec
 
     mapping = files.parse_mapping(map_text)
     spec = file_spec(path, stream, mapping, mapping_file, file_format, encoding, delimiter_option(delimiter),
                      chunk_rows, timezone, datetime_format)
     open_spec(spec)   # a bad file, stream or mapping fails here, in one line, before Prefect starts
-    prefect_api.ready()
+    prefect_api.ready(meanwhile=gate.preload)
     with _bars(console, bytes_=True):
         run = bulk_import(spec.path, stream, spec.mapping, None, file_format, encoding,  # type: ignore[arg-type]
                           spec.delimiter, chunk_rows, threshold, timezone, datetime_format, connection)
@@ -88,12 +89,13 @@ def run_validate(console: Console, path: Path, stream: str, map_text: str | None
     prefect_api.start()
     from connectors import files
     from engine.bulk.files import open_spec
+    from engine.quality import gate
     from flows.bulk import file_spec, validate_data
 
     spec = file_spec(path, stream, files.parse_mapping(map_text), mapping_file, file_format, encoding,
                      delimiter_option(delimiter), chunk_rows, timezone, datetime_format)
     open_spec(spec)
-    prefect_api.ready()
+    prefect_api.ready(meanwhile=gate.preload)
     with _bars(console, bytes_=True):
         report = validate_data(spec.path, stream, spec.mapping, None, file_format, encoding,  # type: ignore[arg-type]
                                spec.delimiter, chunk_rows, report_path, timezone, datetime_format)

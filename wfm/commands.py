@@ -26,13 +26,10 @@ def run_sync(console: Console, streams: list[str], start: dt.date | None, end: d
     if start and end and end < start:
         raise ValueError(f"--end {end} is before --start {start}")
     prefect_api.start()
+    from engine.quality import gate
     from flows.sync import sync, sync_stream  # imports for seconds, while the API starts
 
-    if not dry_run and prefect_api.starting():
-        from engine.quality import gate
-
-        gate.preload()   # GX's import (seconds) fills the wait for the local API, on this core
-    prefect_api.ready()
+    prefect_api.ready(meanwhile=gate.preload)
     bars = Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=console, transient=False)
     ids: dict[str, int] = {}

@@ -48,18 +48,17 @@ def start() -> None:
         _wait = prefect_api_in_background()
 
 
-def ready() -> None:
-    """Return when the API answers (starting it first if `start` was not called)."""
+def ready(meanwhile: Callable[[], None] | None = None) -> None:
+    """Return when the API answers (starting it first if `start` was not called). `meanwhile`
+    runs first if there is a local API to wait for: work the command needs anyway (GX's import
+    for one that validates) done on this core while the API starts on the other."""
     global _wait
     start()
     if _wait is not None:
+        if meanwhile is not None:
+            meanwhile()
         _wait()
         _wait = None
-
-
-def starting() -> bool:
-    """Whether this process started a local API that has not been waited for yet."""
-    return _wait is not None
 
 
 def flows(module: str) -> ModuleType:
